@@ -1,0 +1,268 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"math"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// hctx is one ctx: an engine queue plus its tag table, credits and
+// estimates. Lock order: mu before reapMu.
+type hctx struct {
+	l     *Layer
+	es    *engState
+	id    int // index in l.ctxs
+	node  int
+	dir   Direction
+	mode  Mode
+	q     queue
+	depth int
+	pol   *poller // the poller that reaps this ctx, nil when none
+
+	credits chan struct{} // a send takes a credit, a receive returns it; cap depth
+	deadCh  chan struct{} // closed when the ctx is taken out of service
+	dead    atomic.Bool
+
+	mu    sync.Mutex // protects tasks and free; serialises q.submit and q.close
+	tasks []*task    // tag table: tasks[tag] is the pending request, nil when free
+	free  []uint16   // free tags
+
+	reapMu sync.Mutex // one consumer of the queue's completions at a time; held across q.reap and q.close
+
+	inflight      atomic.Int64
+	inflightBytes atomic.Int64
+	nsPerByte     atomic.Uint64 // float64 bits: EWMA of latency / (bytes ahead + own bytes)
+	lastDone      atomic.Int64  // unix nanos of the last completion (timeout detection)
+}
+
+func newCtx(l *Layer, es *engState, node int, dir Direction, mode Mode, q queue) *hctx {
+	d := q.depth()
+	if d < 1 {
+		d = 1
+	}
+	if d > math.MaxUint16 {
+		d = math.MaxUint16
+	}
+	c := &hctx{l: l, es: es, node: node, dir: dir, mode: mode, q: q, depth: d,
+		credits: make(chan struct{}, d), deadCh: make(chan struct{}),
+		tasks: make([]*task, d), free: make([]uint16, 0, d)}
+	for i := d - 1; i >= 0; i-- {
+		c.free = append(c.free, uint16(i))
+	}
+	return c
+}
+
+func (c *hctx) tryCredit() bool {
+	select {
+	case c.credits <- struct{}{}:
+		return true
+	default:
+		return false
+	}
+}
+
+func (c *hctx) releaseCredit() { <-c.credits }
+
+// waitCredit blocks until a credit is free, ctx is done (ctx.Err()), the ctx
+// dies (ErrCtxDead) or the layer closes (ErrClosed). Without a poller for
+// this ctx the waiter reaps it itself while it waits.
+func (c *hctx) waitCredit(ctx context.Context) error {
+	var tick <-chan time.Time
+	if c.pol == nil {
+		t := time.NewTicker(50 * time.Microsecond)
+		defer t.Stop()
+		tick = t.C
+	}
+	for {
+		select {
+		case c.credits <- struct{}{}:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-c.deadCh:
+			return ErrCtxDead
+		case <-c.l.closingCh:
+			return ErrClosed
+		case <-tick:
+			c.reap(64)
+		}
+	}
+}
+
+// submit sends t on c; the caller holds a credit, which submit releases on
+// failure.
+func (c *hctx) submit(t *task) error {
+	c.mu.Lock()
+	if c.dead.Load() {
+		c.mu.Unlock()
+		return ErrCtxDead
+	}
+	tag := c.free[len(c.free)-1]
+	c.free = c.free[:len(c.free)-1]
+	c.tasks[tag] = t
+	t.ctx, t.tag = c, tag
+	t.start = time.Now()
+	t.ahead = c.inflightBytes.Add(t.size) - t.size
+	c.inflight.Add(1)
+	c.es.m.inflight.Add(1)
+	err := c.q.submit(tag, &t.op)
+	if err != nil {
+		c.tasks[tag] = nil
+		c.free = append(c.free, tag)
+		c.inflight.Add(-1)
+		c.inflightBytes.Add(-t.size)
+		c.es.m.inflight.Add(-1)
+		t.ctx = nil
+		c.mu.Unlock()
+		c.releaseCredit()
+		return err
+	}
+	c.mu.Unlock()
+	if c.pol != nil {
+		c.pol.kick()
+	}
+	return nil
+}
+
+// reap consumes up to max completions and finishes their requests outside
+// the reap lock. It returns how many it consumed; 0 when another goroutine
+// is reaping this ctx right now.
+func (c *hctx) reap(max int) int {
+	var local [64]completion
+	if max > len(local) || max <= 0 {
+		max = len(local)
+	}
+	if c.inflight.Load() == 0 || !c.reapMu.TryLock() {
+		return 0
+	}
+	if c.dead.Load() {
+		c.reapMu.Unlock()
+		return 0
+	}
+	n, err := c.q.reap(local[:max])
+	c.reapMu.Unlock()
+	for i := 0; i < n; i++ {
+		c.finish(local[i])
+	}
+	if err != nil {
+		c.fail(causeOf(err), err)
+	}
+	return n
+}
+
+// finish completes the request behind one completion.
+func (c *hctx) finish(cp completion) {
+	c.mu.Lock()
+	var t *task
+	if int(cp.tag) < len(c.tasks) {
+		t = c.tasks[cp.tag]
+		c.tasks[cp.tag] = nil
+	}
+	if t != nil {
+		c.free = append(c.free, cp.tag)
+	}
+	c.mu.Unlock()
+	if t == nil {
+		// A tag we do not have pending: a device bug or a request already
+		// taken over by fail. Never complete anything twice.
+		c.l.warnOnce("stray_tag", "completion for a tag with no pending request", "ctx", c.name(), "tag", cp.tag)
+		return
+	}
+	c.releaseCredit()
+	c.inflight.Add(-1)
+	c.inflightBytes.Add(-t.size)
+	c.es.m.inflight.Add(-1)
+	now := time.Now()
+	c.lastDone.Store(now.UnixNano())
+	lat := now.Sub(t.start)
+	c.observe(lat, t.ahead+t.size)
+	c.l.complete(t, c.es, cp.out, cp.err, lat)
+}
+
+// observe folds one latency sample into the ns-per-byte EWMA (weight 1/8).
+func (c *hctx) observe(lat time.Duration, bytes int64) {
+	if bytes <= 0 {
+		bytes = 1
+	}
+	sample := float64(lat) / float64(bytes)
+	for {
+		old := c.nsPerByte.Load()
+		o := math.Float64frombits(old)
+		n := sample
+		if old != 0 {
+			n = o + (sample-o)/8
+		}
+		if c.nsPerByte.CompareAndSwap(old, math.Float64bits(n)) {
+			return
+		}
+	}
+}
+
+// estimate is the expected time until a request of size bytes submitted now
+// (behind what is already queued) completes.
+func (c *hctx) estimate(size int64) time.Duration {
+	npb := math.Float64frombits(c.nsPerByte.Load())
+	return time.Duration(npb * float64(c.inflightBytes.Load()+size))
+}
+
+// oldest returns the start time of the oldest pending request (zero if none).
+func (c *hctx) oldest() time.Time {
+	var o time.Time
+	c.mu.Lock()
+	for _, t := range c.tasks {
+		if t != nil && (o.IsZero() || t.start.Before(o)) {
+			o = t.start
+		}
+	}
+	c.mu.Unlock()
+	return o
+}
+
+// fail takes c out of service: stops its queue (so the device touches no
+// buffer any more) and redoes every pending request on the CPU.
+func (c *hctx) fail(cause string, err error) {
+	if !c.dead.CompareAndSwap(false, true) {
+		return
+	}
+	close(c.deadCh)
+	c.mu.Lock()
+	c.reapMu.Lock()
+	cerr := c.q.close()
+	pending := make([]*task, 0, c.inflight.Load())
+	for tag, t := range c.tasks {
+		if t != nil {
+			pending = append(pending, t)
+			c.tasks[tag] = nil
+		}
+	}
+	c.reapMu.Unlock()
+	c.mu.Unlock()
+	c.l.warnOnce("ctx_fail:"+cause, "ctx taken out of service; pending requests redone on the CPU",
+		"ctx", c.name(), "cause", cause, "err", err, "close_err", cerr, "pending", len(pending))
+	for _, t := range pending {
+		c.inflight.Add(-1)
+		c.inflightBytes.Add(-t.size)
+		c.es.m.inflight.Add(-1)
+		c.es.m.dir[t.op.dir].errors.Add(1)
+		c.l.countFallback(cause, err)
+		c.l.redoCPU(t)
+	}
+}
+
+func (c *hctx) name() string {
+	return c.es.e.name() + "/" + c.dir.String() + "/" + c.mode.String() + "/node" + itoa(c.node) + "/" + itoa(c.id)
+}
+
+// causeOf maps a queue error to a fallback cause.
+func causeOf(err error) string {
+	switch {
+	case errors.Is(err, ErrCtxDead):
+		return CauseQueueDisabled
+	case isDisabled(err):
+		return CauseQueueDisabled
+	}
+	return CauseErrorStatus
+}

@@ -1,0 +1,62 @@
+// Package session is accelfs's algorithm layer (the role UADK's wd_comp and
+// wd_sched play in C): it turns "compress/decompress this buffer with this
+// algorithm" into work on an engine, and hides which engine did it.
+//
+// Terms
+//
+//   - engine: something that (de)compresses. Two kinds exist: the hardware
+//     engine (one per uacce device, real hisi_zip or the emulated one from
+//     accel/emu, driven through accel/qm queue pairs) and the CPU engine
+//     (worker goroutines over package codec). Both sit behind the same
+//     internal engine/queue interface, so the CPU is "just another engine".
+//   - ctx: one queue of an engine plus the state this package keeps for it: a
+//     tag table, credits, an in-flight count and a latency estimate. For the
+//     hardware engine a ctx is one opened uacce queue (one hardware queue pair;
+//     a scarce, system-wide budget per device). For the CPU engine it is a
+//     bounded submission slot set served by the shared CPU workers. A ctx has a
+//     fixed direction (compress or decompress) and a fixed mode (sync or async).
+//   - region: the ctxs of one engine for one (NUMA node, mode, direction)
+//     triple. Sessions are bound round-robin to a ctx of a region.
+//   - session: what users hold: (algorithm, level, direction). Created with
+//     Layer.NewSession; bound at creation to one sync and one async ctx per
+//     engine that supports it (on the caller's NUMA node when that node has
+//     ctxs). Many sessions share one ctx. Sessions are cheap and safe for
+//     concurrent use.
+//   - tag: the 16-bit number a request carries through its ctx's queue. The
+//     per-ctx tag table maps a completion's tag back to its pending request.
+//   - credit: permission to have one more request in flight on a ctx; a ctx
+//     has depth credits (a hardware queue accepts at most depth-1 SQEs, see
+//     accel/qm). A submitter that finds no credit waits, honouring its
+//     context.Context, or is routed to another ctx or engine.
+//   - poller: a goroutine, locked to an OS thread pinned to the CPUs of one
+//     NUMA node, that reaps completions from the ctxs of that node, runs async
+//     callbacks and wakes parked sync callers. Layer.Poll lets a caller poll
+//     itself as well.
+//   - fallback: redoing or rerouting a request because the hardware path
+//     failed or was unavailable: busy device at open, full queues, an error
+//     status, a queue disabled by reset, a timeout. The request is redone on
+//     another ctx or on the CPU; each cause is counted (Metrics.Fallbacks) and
+//     logged once. Data correctness never depends on the device.
+//
+// # Modes
+//
+// Sync (Session.Do): submit, then poll the ctx while the expected completion
+// time is short, park when it is long. The expected time comes from the
+// request size, the bytes already queued ahead on the ctx and an EWMA of the
+// nanoseconds per byte the ctx has shown recently; spinning is bounded by
+// WithSpinLimit so a slow device never burns a core.
+//
+// Async (Session.Submit): submit with a callback and return. A poller (or
+// Layer.Poll) reaps the completion and runs the callback in its goroutine.
+// Layer.Run is the batch form used by the filesystem: submit every job, park,
+// and wake when the last completion arrives.
+//
+// Engine choice per request: capability (hisi_zip does deflate/zlib/gzip
+// only; lz4/zstd/none always go to the CPU), size (requests smaller than the
+// per-direction threshold go to the CPU, WithThreshold) and load (a full
+// hardware region sends the request to the CPU if the CPU has a free credit).
+//
+// Ownership: a Layer owns every goroutine it starts (pollers, CPU workers);
+// Close stops admitting requests, waits for the in-flight ones, stops the
+// goroutines and closes the queues. Close is idempotent.
+package session

@@ -1,0 +1,19 @@
+package session
+
+import "errors"
+
+// errDisabled is what an engine queue returns (wrapped) when the queue was
+// disabled (reset, ds_tx/ds_rx set); hw.go also maps the uacce error.
+var errDisabled = errors.New("session: queue disabled")
+
+// isDisabled reports whether a queue error means the queue was disabled
+// rather than a per-request error status.
+func isDisabled(err error) bool {
+	return errors.Is(err, ErrCtxDead) || errors.Is(err, errDisabled)
+}
+
+// errBusy is what an engine returns when a device has no free queue.
+var errBusy = errors.New("session: device busy")
+
+// isBusy reports whether an open error means "no free queue" (EBUSY).
+func isBusy(err error) bool { return errors.Is(err, errBusy) }

@@ -1,0 +1,473 @@
+package session
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/accelfs/accelfs/codec"
+	"golang.org/x/sys/unix"
+)
+
+// Layer is the session layer: the engines, their ctx pools, the pollers and
+// the metrics. Create with New, use through sessions (NewSession) or Run,
+// stop with Close.
+type Layer struct {
+	cfg     config
+	topo    Topology
+	log     *slog.Logger
+	allowed unix.CPUSet // CPUs the process may use (read once in New, before pinning)
+
+	engines []*engState // engines[0] is the CPU engine
+	cpu     *engState
+	ctxs    []*hctx // every ctx, for Poll and Close
+	pollers []*poller
+
+	inflight  atomic.Int64   // admitted requests not yet completed
+	closing   atomic.Bool    // set once by Close
+	closingCh chan struct{}  // closed by Close: wakes credit waiters
+	drained   chan struct{}  // cap 1: signalled when inflight reaches 0 while closing
+	stopCh    chan struct{}  // closed after drain: stops the pollers
+	wg        sync.WaitGroup // the pollers
+	closeOnce sync.Once
+	closeErr  error
+
+	fallbacks sync.Map // cause -> *atomic.Uint64
+	warned    sync.Map // key -> struct{}: logged once
+	sessions  sync.Map // sessKey -> *Session (Run's cache)
+	nsess     atomic.Uint32
+}
+
+// engState is one engine inside the layer: its ctxs by region and metrics.
+type engState struct {
+	e       engine
+	m       engineMetrics
+	regions map[regionKey]*region
+	nctx    int
+}
+
+type regionKey struct {
+	node int
+	mode Mode
+	dir  Direction
+}
+
+// region is the ctxs of one engine for one (node, mode, direction).
+type region struct {
+	ctxs []*hctx
+	next atomic.Uint32 // round-robin position for binding sessions
+}
+
+// New builds the layer: reads the topology, starts the CPU engine, opens the
+// hardware queues of every configured device (EBUSY or other open failures
+// are counted as fallbacks and leave the region smaller or empty), and
+// starts the pollers.
+func New(opts ...Option) (*Layer, error) {
+	cfg := defaultConfig()
+	for _, o := range opts {
+		if err := o(&cfg); err != nil {
+			return nil, err
+		}
+	}
+	l := &Layer{cfg: cfg, log: cfg.logger, closingCh: make(chan struct{}),
+		drained: make(chan struct{}, 1), stopCh: make(chan struct{})}
+	if l.log == nil {
+		l.log = slog.Default()
+	}
+	l.allowed = allowedCPUs()
+	if cfg.topo != nil {
+		l.topo = *cfg.topo
+	} else {
+		t, err := ReadTopology(cfg.sysRoot)
+		if err != nil {
+			return nil, err
+		}
+		l.topo = t
+	}
+	nodes := len(l.topo.Nodes)
+	cpu := newCPUEngine(l.topo, cfg.cpuWorkers, cfg.cpuDepth, nodes*4)
+	l.cpu = l.addEngine(cpu)
+	for _, n := range l.topo.Nodes {
+		for _, k := range regionKeys(n.ID) {
+			if err := l.openCtx(l.cpu, k); err != nil {
+				_ = l.shutdown()
+				return nil, fmt.Errorf("open cpu ctx: %w", err)
+			}
+		}
+	}
+	for _, e := range cfg.engines {
+		es := l.addEngine(e)
+		for _, node := range e.nodes() {
+			for _, k := range regionKeys(node) {
+				for i := 0; i < cfg.hwCtxs; i++ {
+					if err := l.openCtx(es, k); err != nil {
+						cause := CauseOpenError
+						if errors.Is(err, errBusy) || isBusy(err) {
+							cause = CauseBusyAtOpen
+						}
+						l.countFallback(cause, err)
+						break
+					}
+				}
+			}
+		}
+	}
+	l.startPollers()
+	return l, nil
+}
+
+func regionKeys(node int) []regionKey {
+	return []regionKey{
+		{node, Sync, Compress}, {node, Sync, Decompress},
+		{node, Async, Compress}, {node, Async, Decompress},
+	}
+}
+
+func (l *Layer) addEngine(e engine) *engState {
+	es := &engState{e: e, regions: map[regionKey]*region{}}
+	l.engines = append(l.engines, es)
+	return es
+}
+
+func (l *Layer) openCtx(es *engState, k regionKey) error {
+	var c *hctx
+	// notify is bound before the queue can post anything: c is set below,
+	// and a CPU queue posts only after a submit on c.
+	q, err := es.e.openQueue(k.node, k.dir, k.mode, func() {
+		if c != nil && c.pol != nil {
+			c.pol.kick()
+		}
+	})
+	if err != nil {
+		return err
+	}
+	c = newCtx(l, es, k.node, k.dir, k.mode, q)
+	c.id = len(l.ctxs)
+	l.ctxs = append(l.ctxs, c)
+	r := es.regions[k]
+	if r == nil {
+		r = &region{}
+		es.regions[k] = r
+	}
+	r.ctxs = append(r.ctxs, c)
+	es.nctx++
+	return nil
+}
+
+// startPollers starts, per node and engine with ctxs there, the pollers
+// (one for the CPU engine, cfg.pollers for a hardware engine) and hands each
+// ctx to one of them.
+func (l *Layer) startPollers() {
+	if l.cfg.pollers == 0 {
+		return
+	}
+	for i := range l.topo.Nodes {
+		n := &l.topo.Nodes[i]
+		for _, es := range l.engines {
+			var ctxs []*hctx
+			for _, k := range regionKeys(n.ID) {
+				if r := es.regions[k]; r != nil {
+					ctxs = append(ctxs, r.ctxs...)
+				}
+			}
+			if len(ctxs) == 0 {
+				continue
+			}
+			np := l.cfg.pollers
+			if es.e.isCPU() {
+				np = 1
+			}
+			if np > len(ctxs) {
+				np = len(ctxs)
+			}
+			ps := make([]*poller, np)
+			for j := range ps {
+				ps[j] = &poller{l: l, node: n, wake: make(chan struct{}, 1), notify: true,
+					name: es.e.name() + "/node" + itoa(n.ID) + "/" + itoa(j)}
+			}
+			for j, c := range ctxs {
+				p := ps[j%np]
+				p.ctxs = append(p.ctxs, c)
+				p.notify = p.notify && c.q.notifies()
+				c.pol = p
+			}
+			l.pollers = append(l.pollers, ps...)
+		}
+	}
+	for _, p := range l.pollers {
+		l.wg.Add(1)
+		go p.run()
+	}
+}
+
+// admit counts a new request in; false when the layer is closing.
+func (l *Layer) admit() bool {
+	l.inflight.Add(1)
+	if l.closing.Load() {
+		l.release()
+		return false
+	}
+	return true
+}
+
+// release counts a request out (completed or never submitted).
+func (l *Layer) release() {
+	if l.inflight.Add(-1) == 0 && l.closing.Load() {
+		select {
+		case l.drained <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// complete finishes t with the engine's result; a hardware error is not a
+// result: the request is redone on the CPU.
+func (l *Layer) complete(t *task, es *engState, out []byte, err error, lat time.Duration) {
+	if err != nil && !es.e.isCPU() {
+		es.m.dir[t.op.dir].errors.Add(1)
+		l.countFallback(causeOf(err), err)
+		l.redoCPU(t)
+		return
+	}
+	es.m.record(t.op.dir, len(t.op.src), len(out), err, lat)
+	l.deliver(t, es.e.name(), out, err)
+}
+
+// redoCPU runs t with the CPU codec in the calling goroutine (a fallback
+// path: rare, and it must not wait for a credit that only this goroutine
+// could free).
+func (l *Layer) redoCPU(t *task) {
+	start := time.Now()
+	if cap(t.op.dst) < cap(t.req.Dst) {
+		t.op.dst = t.req.Dst
+	}
+	out, err := runCodec(&t.op)
+	l.cpu.m.record(t.op.dir, len(t.op.src), len(out), err, time.Since(start))
+	l.deliver(t, "cpu", out, err)
+}
+
+func (l *Layer) deliver(t *task, engine string, out []byte, err error) {
+	t.req.Out, t.req.Err, t.req.Engine = out, err, engine
+	if t.cb != nil {
+		t.cb(t.req)
+	} else {
+		close(t.done)
+	}
+	l.release()
+}
+
+func (l *Layer) countFallback(cause string, err error) {
+	v, _ := l.fallbacks.LoadOrStore(cause, new(atomic.Uint64))
+	v.(*atomic.Uint64).Add(1)
+	l.warnOnce("fallback:"+cause, "accelerator fallback", "cause", cause, "err", err)
+}
+
+func (l *Layer) warnOnce(key, msg string, args ...any) {
+	if _, loaded := l.warned.LoadOrStore(key, struct{}{}); !loaded {
+		l.log.Warn(msg+" (logged once)", args...)
+	}
+}
+
+// Poll reaps up to max completions from the async ctxs (every node) in the
+// calling goroutine, running their callbacks here, and returns how many it
+// reaped. It coexists with the internal pollers (each ctx has one reaper at
+// a time). max <= 0 means "one pass".
+func (l *Layer) Poll(max int) int {
+	total := 0
+	for _, c := range l.ctxs {
+		if c.mode != Async {
+			continue
+		}
+		want := 64
+		if max > 0 && max-total < want {
+			want = max - total
+		}
+		total += c.reap(want)
+		if max > 0 && total >= max {
+			break
+		}
+	}
+	if l.cfg.pollers == 0 {
+		l.checkTimeouts(l.ctxs)
+	}
+	return total
+}
+
+// pollAll is Poll over every ctx (sync ones too): used when there are no
+// internal pollers.
+func (l *Layer) pollAll() int {
+	n := 0
+	for _, c := range l.ctxs {
+		n += c.reap(64)
+	}
+	l.checkTimeouts(l.ctxs)
+	return n
+}
+
+func (l *Layer) checkTimeouts(ctxs []*hctx) {
+	now := time.Now()
+	for _, c := range ctxs {
+		if c.es.e.isCPU() || c.dead.Load() || c.inflight.Load() == 0 {
+			continue
+		}
+		if o := c.oldest(); !o.IsZero() && now.Sub(o) > l.cfg.timeout {
+			c.fail(CauseTimeout, fmt.Errorf("request in flight for %v", now.Sub(o).Round(time.Millisecond)))
+		}
+	}
+}
+
+// Metrics returns a snapshot of the counters.
+func (l *Layer) Metrics() Metrics {
+	m := Metrics{Engines: map[string]EngineMetrics{}, Fallbacks: map[string]uint64{}}
+	for _, es := range l.engines {
+		live := 0
+		for _, r := range es.regions {
+			for _, c := range r.ctxs {
+				if !c.dead.Load() {
+					live++
+				}
+			}
+		}
+		m.Engines[es.e.name()] = es.m.snapshot(live)
+	}
+	l.fallbacks.Range(func(k, v any) bool {
+		m.Fallbacks[k.(string)] = v.(*atomic.Uint64).Load()
+		return true
+	})
+	return m
+}
+
+// Engines returns the engine names, CPU first.
+func (l *Layer) Engines() []string {
+	var ns []string
+	for _, es := range l.engines {
+		ns = append(ns, es.e.name())
+	}
+	return ns
+}
+
+// HardwareFor reports whether a hardware engine with live ctxs supports
+// algo in dir (what `--algo auto` asks).
+func (l *Layer) HardwareFor(algo codec.ID, dir Direction) bool {
+	for _, es := range l.engines[1:] {
+		if es.e.supports(algo, dir) && es.nctx > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// Topology returns the NUMA topology in use.
+func (l *Layer) Topology() Topology { return l.topo }
+
+// Close stops admitting requests, waits for the in-flight ones (bounded by
+// the hardware timeout), stops the pollers, closes every queue and engine.
+// Idempotent; later calls return the first result.
+func (l *Layer) Close() error {
+	l.closeOnce.Do(func() {
+		l.closing.Store(true)
+		close(l.closingCh)
+		for l.inflight.Load() > 0 {
+			if l.cfg.pollers == 0 {
+				if l.pollAll() == 0 {
+					time.Sleep(time.Microsecond)
+				}
+				continue
+			}
+			select {
+			case <-l.drained:
+			case <-time.After(l.cfg.timeout / 4):
+				// belt and braces: a poller may be stuck behind a dead device;
+				// check timeouts from here too.
+				l.checkTimeouts(l.ctxs)
+			}
+		}
+		l.closeErr = l.shutdown()
+	})
+	return l.closeErr
+}
+
+// shutdown stops pollers, queues and engines. The layer must be idle.
+func (l *Layer) shutdown() error {
+	select {
+	case <-l.stopCh:
+	default:
+		close(l.stopCh)
+	}
+	for _, p := range l.pollers {
+		p.kick()
+	}
+	l.wg.Wait()
+	var errs []error
+	for _, c := range l.ctxs {
+		if c.dead.CompareAndSwap(false, true) {
+			c.mu.Lock()
+			c.reapMu.Lock()
+			if err := c.q.close(); err != nil {
+				errs = append(errs, fmt.Errorf("close %s: %w", c.name(), err))
+			}
+			c.reapMu.Unlock()
+			c.mu.Unlock()
+		}
+	}
+	for _, es := range l.engines {
+		if err := es.e.close(); err != nil {
+			errs = append(errs, fmt.Errorf("close engine %s: %w", es.e.name(), err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// pick returns a live ctx of es for (node, mode, dir) by round-robin,
+// preferring node, else the lowest other node that has one; nil if none.
+func (es *engState) pick(node int, mode Mode, dir Direction) *hctx {
+	if c := es.regions[regionKey{node, mode, dir}].pickLive(); c != nil {
+		return c
+	}
+	var keys []regionKey
+	for k := range es.regions {
+		if k.mode == mode && k.dir == dir && k.node != node {
+			keys = append(keys, k)
+		}
+	}
+	sort.Slice(keys, func(i, j int) bool { return keys[i].node < keys[j].node })
+	for _, k := range keys {
+		if c := es.regions[k].pickLive(); c != nil {
+			return c
+		}
+	}
+	return nil
+}
+
+func (r *region) pickLive() *hctx {
+	if r == nil || len(r.ctxs) == 0 {
+		return nil
+	}
+	start := r.next.Add(1) - 1
+	for i := 0; i < len(r.ctxs); i++ {
+		c := r.ctxs[(int(start)+i)%len(r.ctxs)]
+		if !c.dead.Load() {
+			return c
+		}
+	}
+	return nil
+}
+
+// otherWithCredit tries, without blocking, every other live ctx in c's
+// region and returns one whose credit it took.
+func (es *engState) otherWithCredit(c *hctx) *hctx {
+	r := es.regions[regionKey{c.node, c.mode, c.dir}]
+	if r == nil {
+		return nil
+	}
+	for _, o := range r.ctxs {
+		if o != c && !o.dead.Load() && o.tryCredit() {
+			return o
+		}
+	}
+	return nil
+}

@@ -1,0 +1,122 @@
+package session
+
+import (
+	"math/bits"
+	"sort"
+	"strconv"
+	"sync/atomic"
+	"time"
+)
+
+// Fallback causes (keys of Metrics.Fallbacks).
+const (
+	CauseBusyAtOpen    = "busy_at_open"   // opening a hardware queue failed with EBUSY (counted per queue)
+	CauseOpenError     = "open_error"     // opening a hardware queue failed otherwise (counted per queue)
+	CauseQueueFull     = "queue_full"     // hardware region full, request routed to the CPU
+	CauseErrorStatus   = "error_status"   // device returned an error status, request redone on the CPU
+	CauseQueueDisabled = "queue_disabled" // queue disabled (reset, ds_tx/ds_rx), pending requests redone
+	CauseTimeout       = "timeout"        // no completion within the timeout, ctx retired, requests redone
+	CauseNoCtx         = "no_ctx"         // no live hardware ctx for the request, routed to the CPU
+)
+
+// latBuckets is the number of latency histogram buckets: bucket i counts
+// latencies < 2^i µs (the last bucket is everything longer).
+const latBuckets = 24
+
+type dirCounters struct {
+	requests, bytesIn, bytesOut, errors atomic.Uint64
+}
+
+type engineMetrics struct {
+	dir      [2]dirCounters
+	inflight atomic.Int64
+	lat      [latBuckets]atomic.Uint64
+}
+
+func (m *engineMetrics) record(d Direction, in, out int, err error, lat time.Duration) {
+	c := &m.dir[d&1]
+	c.requests.Add(1)
+	c.bytesIn.Add(uint64(in))
+	if err != nil {
+		c.errors.Add(1)
+	} else {
+		c.bytesOut.Add(uint64(out))
+	}
+	us := uint64(lat / time.Microsecond)
+	b := bits.Len64(us)
+	if b >= latBuckets {
+		b = latBuckets - 1
+	}
+	m.lat[b].Add(1)
+}
+
+// DirMetrics are one direction's counters.
+type DirMetrics struct {
+	Requests uint64 `json:"requests"`
+	BytesIn  uint64 `json:"bytes_in"`
+	BytesOut uint64 `json:"bytes_out"`
+	Errors   uint64 `json:"errors"`
+}
+
+// EngineMetrics are one engine's counters. The top-level numbers are the sum
+// of both directions.
+type EngineMetrics struct {
+	Requests   uint64     `json:"requests"`
+	BytesIn    uint64     `json:"bytes_in"`
+	BytesOut   uint64     `json:"bytes_out"`
+	Errors     uint64     `json:"errors"`
+	InFlight   int64      `json:"in_flight"`
+	Ctxs       int        `json:"ctxs"`
+	Compress   DirMetrics `json:"compress"`
+	Decompress DirMetrics `json:"decompress"`
+	// LatencyUS maps "<N" (microseconds, powers of two) to the number of
+	// requests that completed in less than N µs and at least N/2; only
+	// non-empty buckets are present.
+	LatencyUS map[string]uint64 `json:"latency_us,omitempty"`
+}
+
+// Metrics is a snapshot of the layer's counters; its JSON form is what
+// `accelfs stats --json` shows under "engines" and "fallbacks".
+type Metrics struct {
+	Engines   map[string]EngineMetrics `json:"engines"`
+	Fallbacks map[string]uint64        `json:"fallbacks"`
+}
+
+func (m *engineMetrics) snapshot(ctxs int) EngineMetrics {
+	var e EngineMetrics
+	get := func(c *dirCounters) DirMetrics {
+		return DirMetrics{Requests: c.requests.Load(), BytesIn: c.bytesIn.Load(), BytesOut: c.bytesOut.Load(), Errors: c.errors.Load()}
+	}
+	e.Compress, e.Decompress = get(&m.dir[Compress]), get(&m.dir[Decompress])
+	e.Requests = e.Compress.Requests + e.Decompress.Requests
+	e.BytesIn = e.Compress.BytesIn + e.Decompress.BytesIn
+	e.BytesOut = e.Compress.BytesOut + e.Decompress.BytesOut
+	e.Errors = e.Compress.Errors + e.Decompress.Errors
+	e.InFlight = m.inflight.Load()
+	e.Ctxs = ctxs
+	for i := range m.lat {
+		if n := m.lat[i].Load(); n > 0 {
+			if e.LatencyUS == nil {
+				e.LatencyUS = map[string]uint64{}
+			}
+			key := "<" + strconv.FormatUint(uint64(1)<<i, 10)
+			if i == latBuckets-1 {
+				key = ">=" + strconv.FormatUint(uint64(1)<<(i-1), 10)
+			}
+			e.LatencyUS[key] = n
+		}
+	}
+	return e
+}
+
+// FallbackCauses returns the cause names in a stable order.
+func (m Metrics) FallbackCauses() []string {
+	var ks []string
+	for k := range m.Fallbacks {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	return ks
+}
+
+func itoa(i int) string { return strconv.Itoa(i) }

@@ -1,0 +1,103 @@
+package session
+
+import (
+	"runtime"
+	"time"
+)
+
+// poller reaps the completions of a fixed set of ctxs of one node, running
+// async callbacks and waking parked sync callers. It runs on an OS thread
+// pinned to its node's CPUs. Owner: the Layer (started in New, stopped in
+// Close after the drain).
+type poller struct {
+	l      *Layer
+	node   *Node
+	name   string
+	ctxs   []*hctx       // fixed after New
+	notify bool          // every ctx calls notify on completion: block on wake
+	wake   chan struct{} // cap 1: a submit or a completion happened
+}
+
+func (p *poller) kick() {
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (p *poller) inflight() int64 {
+	var n int64
+	for _, c := range p.ctxs {
+		if !c.dead.Load() {
+			n += c.inflight.Load()
+		}
+	}
+	return n
+}
+
+func (p *poller) run() {
+	defer p.l.wg.Done()
+	// The thread is pinned and never unlocked: when run returns, the Go
+	// runtime terminates the thread instead of handing a pinned thread to
+	// other goroutines.
+	runtime.LockOSThread()
+	if ok, err := pinThread(p.node, &p.l.allowed); err != nil || !ok {
+		p.l.warnOnce("pin:"+itoa(p.node.ID), "poller not pinned to its node's CPUs",
+			"node", p.node.ID, "cpus", p.node.CPUs, "err", err)
+	}
+	idle := 0
+	lastScan := time.Now()
+	for {
+		n := 0
+		for _, c := range p.ctxs {
+			n += c.reap(64)
+		}
+		if n > 0 {
+			idle = 0
+			continue
+		}
+		if !p.notify && time.Since(lastScan) > p.l.cfg.timeout/8 {
+			p.l.checkTimeouts(p.ctxs)
+			lastScan = time.Now()
+		}
+		if p.notify || p.inflight() == 0 {
+			// Nothing can complete without a wake: block. A submit kicks
+			// after it raised inflight, so no wake-up is lost.
+			select {
+			case <-p.wake:
+			case <-p.l.stopCh:
+				return
+			}
+			continue
+		}
+		// Hardware work in flight and nothing ready: back off without
+		// burning a core: yield first, then wait on a queue (interrupt
+		// mode where the queue has it), then short sleeps.
+		idle++
+		if idle < 32 {
+			runtime.Gosched()
+			continue
+		}
+		select {
+		case <-p.l.stopCh:
+			return
+		case <-p.wake:
+			continue
+		default:
+		}
+		var busiest *hctx
+		for _, c := range p.ctxs {
+			if c.inflight.Load() > 0 && !c.dead.Load() {
+				busiest = c
+				break
+			}
+		}
+		start := time.Now()
+		if busiest != nil {
+			busiest.q.wait(200 * time.Microsecond)
+		}
+		if time.Since(start) < 5*time.Microsecond {
+			time.Sleep(time.Microsecond)
+		}
+	}
+}

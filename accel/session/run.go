@@ -1,0 +1,108 @@
+package session
+
+import (
+	"context"
+	"sync/atomic"
+	"time"
+
+	"github.com/accelfs/accelfs/codec"
+)
+
+// Job is one block of a batch (Layer.Run); it mirrors blockstore.Job so the
+// adapter in cmd/accelfs only copies fields.
+type Job struct {
+	Decompress bool
+	Algo       codec.ID
+	Level      int
+	Src        []byte
+	Dst        []byte
+	RawLen     int
+	Out        []byte // result (may alias Dst)
+	Err        error  // per-job error
+	Engine     string // engine that produced Out
+	req        Request
+}
+
+type sessKey struct {
+	algo  codec.ID
+	level int
+	dir   Direction
+	node  int
+}
+
+// SessionFor returns a cached session for (algo, level, dir) on the caller's
+// node, creating it on first use.
+func (l *Layer) SessionFor(algo codec.ID, level int, dir Direction) (*Session, error) {
+	k := sessKey{algo, level, dir, l.topo.NodeOfCPU(currentCPU())}
+	if s, ok := l.sessions.Load(k); ok {
+		return s.(*Session), nil
+	}
+	s, err := l.NewSession(SessionOptions{Algo: algo, Level: level, Dir: dir, Node: k.node})
+	if err != nil {
+		return nil, err
+	}
+	v, _ := l.sessions.LoadOrStore(k, s)
+	return v.(*Session), nil
+}
+
+// Run submits every job asynchronously at once, parks, and returns when all
+// have completed (each job's Out/Err set). On ctx cancellation it stops
+// submitting (the jobs not submitted get Err = ctx.Err()), waits for the ones
+// in flight (bounded by the hardware timeout) and returns ctx.Err(). After Run
+// returns no job buffer is touched again.
+func (l *Layer) Run(ctx context.Context, jobs []*Job) error {
+	if len(jobs) == 0 {
+		return nil
+	}
+	done := make(chan struct{})
+	var left atomic.Int64
+	left.Store(int64(len(jobs)))
+	finish := func() {
+		if left.Add(-1) == 0 {
+			close(done)
+		}
+	}
+	var runErr error
+	for i, j := range jobs {
+		dir := Compress
+		if j.Decompress {
+			dir = Decompress
+		}
+		s, err := l.SessionFor(j.Algo, j.Level, dir)
+		if err == nil {
+			j.req = Request{Src: j.Src, Dst: j.Dst, RawLen: j.RawLen}
+			jj := j
+			err = s.Submit(ctx, &j.req, func(r *Request) {
+				jj.Out, jj.Err, jj.Engine = r.Out, r.Err, r.Engine
+				finish()
+			})
+		}
+		if err != nil {
+			if ctx.Err() != nil || err == ErrClosed {
+				// stop submitting; the rest fail with the same error
+				runErr = err
+				for _, r := range jobs[i:] {
+					r.Out, r.Err = nil, err
+					finish()
+				}
+				break
+			}
+			j.Out, j.Err = nil, err
+			finish()
+		}
+	}
+	if l.cfg.pollers == 0 {
+		for {
+			select {
+			case <-done:
+				return runErr
+			default:
+			}
+			if l.pollAll() == 0 {
+				time.Sleep(time.Microsecond)
+			}
+		}
+	}
+	<-done
+	return runErr
+}
