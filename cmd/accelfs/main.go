@@ -1,0 +1,99 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/urfave/cli/v2"
+)
+
+// Exit codes.
+const (
+	exitOK      = 0
+	exitFailure = 1 // the command ran and failed
+	exitUsage   = 2 // bad flags, wrong arguments, unknown names
+)
+
+// usageError marks errors that are the caller's (exit code 2).
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+func usagef(format string, a ...any) error { return usageError{fmt.Errorf(format, a...)} }
+
+func main() {
+	err := Main(os.Args)
+	os.Exit(exitCode(err))
+}
+
+// exitCode reports err on stderr and returns the process exit code.
+func exitCode(err error) int {
+	if err == nil {
+		return exitOK
+	}
+	fmt.Fprintln(os.Stderr, "accelfs:", err)
+	var ue usageError
+	if errors.As(err, &ue) {
+		return exitUsage
+	}
+	return exitFailure
+}
+
+// Main runs the accelfs command line (args[0] is the program name).
+func Main(args []string) error {
+	return newApp(args).Run(args)
+}
+
+func newApp(args []string) *cli.App {
+	app := &cli.App{
+		Name:  "accelfs",
+		Usage: "a FUSE filesystem that stores file contents as compressed blocks",
+		Description: `accelfs shows at MOUNTPOINT the tree stored in BACKING. Directories, names,
+modes, owners, times, symlinks, hardlinks and xattrs live in BACKING as they
+are; every regular file's contents are stored block by block, compressed
+(lz4, zstd, deflate, zlib, gzip) and checksummed, with an index in
+BACKING/.accelfs/.
+
+Examples:
+   accelfs mount /srv/store /mnt/data        # mount, returns when ready
+   accelfs stats /mnt/data                   # logical vs stored bytes
+   accelfs umount /mnt/data
+   accelfs fsck /srv/store                   # verify every block (unmounted)`,
+		Commands: []*cli.Command{
+			mountCommand(args),
+			umountCommand(),
+			statsCommand(),
+			versionCommand(),
+		},
+		HideVersion:     true,
+		OnUsageError:    onUsageError,
+		ExitErrHandler:  func(*cli.Context, error) {}, // Main's caller picks the exit code
+		CommandNotFound: func(c *cli.Context, name string) {},
+		Action: func(c *cli.Context) error {
+			if c.NArg() > 0 {
+				return usagef("unknown command %q (see accelfs --help)", c.Args().First())
+			}
+			cli.ShowAppHelp(c)
+			return usagef("no command given")
+		},
+	}
+	for _, cmd := range app.Commands {
+		cmd.OnUsageError = onUsageError
+	}
+	return app
+}
+
+func onUsageError(c *cli.Context, err error, isSubcommand bool) error {
+	return usageError{err}
+}
+
+// needArgs checks the number of positional arguments.
+func needArgs(c *cli.Context, n int) error {
+	if c.NArg() != n {
+		return usagef("%s: want %d argument(s) (%s), got %d; see accelfs %s --help",
+			c.Command.Name, n, c.Command.ArgsUsage, c.NArg(), c.Command.Name)
+	}
+	return nil
+}
