@@ -191,3 +191,15 @@ func (b *backing) ino(st *syscall.Stat_t) uint64 {
 	swappedRoot := (b.dev << 32) | (b.dev >> 32)
 	return (swapped ^ swappedRoot) ^ st.Ino
 }
+
+// openFileAt opens entry name of dirfd without following a symlink and,
+// when we may, without touching its atime (O_NOATIME): our own reads of
+// headers are not accesses by the user.
+func openFileAt(dirfd int, name string, flags int) (int, error) {
+	flags |= unix.O_NOFOLLOW | unix.O_CLOEXEC
+	fd, err := unix.Openat(dirfd, name, flags|unix.O_NOATIME, 0)
+	if err == unix.EPERM {
+		fd, err = unix.Openat(dirfd, name, flags, 0)
+	}
+	return fd, err
+}

@@ -146,7 +146,7 @@ func (n *Node) newChild(ctx context.Context, dirfd int, name string, out *fuse.E
 // statRegular stats a regular file and replaces size and blocks by the
 // logical size and the disk usage of the stored data.
 func (n *Node) statRegular(dirfd int, name string) (syscall.Stat_t, uint64, syscall.Errno) {
-	fd, err := unix.Openat(dirfd, name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	fd, err := openFileAt(dirfd, name, unix.O_RDONLY|unix.O_NONBLOCK)
 	if err != nil {
 		return syscall.Stat_t{}, 0, n.errno("lookup", name, err)
 	}
@@ -200,9 +200,9 @@ func (n *Node) acquire() (*openFile, bool, syscall.Errno) {
 		return nil, false, errno
 	}
 	defer t.release()
-	fd, err := unix.Openat(t.dirfd, t.name, unix.O_RDWR|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	fd, err := openFileAt(t.dirfd, t.name, unix.O_RDWR)
 	if err == unix.EACCES || err == unix.EROFS || err == unix.ETXTBSY {
-		fd, err = unix.Openat(t.dirfd, t.name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		fd, err = openFileAt(t.dirfd, t.name, unix.O_RDONLY)
 	}
 	if err != nil {
 		return nil, false, n.errno("open", "", err)
@@ -283,7 +283,7 @@ func lastLink(dirfd int, name string) *os.File {
 	if err != nil || st.Mode&syscall.S_IFMT != syscall.S_IFREG || st.Nlink != 1 {
 		return nil
 	}
-	fd, err := unix.Openat(dirfd, name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	fd, err := openFileAt(dirfd, name, unix.O_RDONLY|unix.O_NONBLOCK)
 	if err != nil {
 		return nil
 	}
