@@ -26,6 +26,7 @@ import (
 //	ACCELFS_TEST_ACCEL=cpu    compression engine for every mount of the suite (cpu, emu, ...);
 //	                          in-process mounts get it from newCompressor (accel_test.go),
 //	                          server processes as `accelfs mount --accel MODE`.
+//	ACCELFS_TEST_BIN=path     use this accelfs binary instead of building cmd/accelfs
 //	ACCELFS_TEST_KEEP_TREE=0  extract a smaller source tree (quicker local runs)
 
 // accelMode is the engine the suite runs with.
@@ -149,6 +150,10 @@ var (
 func accelfsBinary(t testing.TB) string {
 	t.Helper()
 	binOnce.Do(func() {
+		if p := os.Getenv("ACCELFS_TEST_BIN"); p != "" {
+			binPath = p
+			return
+		}
 		dir, err := os.MkdirTemp("", "accelfs-bin-")
 		if err != nil {
 			binErr = err
@@ -266,4 +271,18 @@ func run(t *testing.T, name string, args ...string) string {
 		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
 	}
 	return string(out)
+}
+
+// tryRemount is remount that returns the store-open error instead of
+// failing (used to wait for a server process to release the store).
+func tryRemount(t *testing.T, backing string) (*mnt, error) {
+	t.Helper()
+	s, err := blockstore.Open(backing, &blockstore.Options{LockTimeout: time.Millisecond})
+	if err != nil {
+		return nil, err
+	}
+	if err := s.Close(); err != nil {
+		return nil, err
+	}
+	return remount(t, backing, nil), nil
 }
