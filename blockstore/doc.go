@@ -1,0 +1,44 @@
+// Package blockstore stores the contents of accelfs files as compressed,
+// checksummed blocks inside their backing files, with the block maps in a
+// bbolt index. It knows nothing of FUSE: fs/ maps POSIX operations onto
+// Store and File, and the (de)compression runs through the small Compressor
+// interface declared here (accel/session implements it; NewCPUCompressor is
+// the plain CPU one).
+//
+// Terms:
+//
+//   - Block: a fixed-size piece of a file's logical contents (the store's
+//     block size, a power of two from 4 KiB to 1 MiB chosen when the store
+//     is created). Block i covers logical bytes [i*B, (i+1)*B).
+//   - Record: one stored version of one block in the backing file: a 64-byte
+//     self-describing header (file ID, block index, generation, algorithm,
+//     level, raw and stored length, crc32c of the raw data, of the payload
+//     and of the header) followed by the payload (compressed, or raw when
+//     compression saves less than 1/8). An all-zero block has no record (a
+//     hole); trailing zeros of a block are not stored.
+//   - Slot: a fixed, 4 KiB-aligned place for a record. Each block has two;
+//     block 0 also has the inline slot right after the file header inside
+//     the first 4 KiB (small files). A new record goes to a slot the
+//     committed index does not reference (copy-on-write); after the index
+//     commit the superseded slot is punched out (sparse backing files).
+//   - Generation: a per-file counter stamped on every record; the index
+//     entry and the record must agree, and fsck --rebuild keeps the highest
+//     valid generation of each block.
+//   - File ID: the random 128-bit identity in a backing file's header that
+//     keys the file in the index (hardlinks share it, copies of /backing
+//     keep it).
+//   - Dirty cache: per open file, the blocks modified in memory but not yet
+//     written as records (read-modify-write happens here once per block),
+//     bounded store-wide by Options.DirtyLimit.
+//   - Pending: records written to the backing file but not yet in the index.
+//   - Commit group: one run of the commit pipeline over a set of files:
+//     write out their dirty blocks, fdatasync the touched backing files,
+//     then one bbolt transaction for the whole group, then punch holes over
+//     superseded records.
+//   - Index: the bbolt database in .accelfs/index.db (files, blocks,
+//     aggregate stats). It is a cache of what the records say and can be
+//     rebuilt from the backing files (RebuildIndex).
+//
+// The format is documented in docs/format.md. Concurrency: see the lock
+// order on Store and the comments on inode fields.
+package blockstore

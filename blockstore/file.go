@@ -1,0 +1,575 @@
+package blockstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"sync"
+	"sync/atomic"
+
+	"golang.org/x/sys/unix"
+)
+
+// inode is the open-file table entry of one backing file (one file ID),
+// shared by every File handle on it, hardlinks included.
+type inode struct {
+	s    *Store
+	id   FileID
+	path string // backing path as opened (for messages)
+
+	// refs is the number of open File handles; guarded by Store.mu.
+	refs int
+
+	// mu is the content lock. Readers (ReadAt, Size, SeekData/Hole) hold it
+	// shared; everything that changes the fields below holds it exclusively
+	// (writes, truncate, write-out, commit, close). It protects all fields
+	// from here to the end of the struct, and the backing file's contents
+	// (f is written only under the exclusive lock; reads use pread under the
+	// shared lock).
+	mu            sync.RWMutex
+	f             *os.File
+	closed        bool  // the store closed f; every operation fails with ErrClosed
+	size          int64 // logical size, including uncommitted changes
+	committedSize int64
+	nextGen       uint64 // generation of the next record written
+	known         bool   // the index has a files entry for id
+	unlinked      bool   // the last name is gone: drop the index entries at the last Close
+	touched       bool   // records written since the last fdatasync
+	// committed is the block map as in the committed index. It changes only
+	// in commit, which also holds Store.commitMu.
+	committed map[int64]entry
+	// pending holds records written but not yet committed, and (Loc ==
+	// locNone) blocks to delete from the index at the next commit.
+	pending map[int64]entry
+	// dirty holds blocks modified in memory (block-size buffers, bytes past
+	// the logical size are zero), not yet written to the backing file.
+	dirty map[int64][]byte
+
+	// lastEnd is where the previous read ended (sequential detection for
+	// readahead). Atomic: readers share mu.
+	lastEnd atomic.Int64
+}
+
+func (e *inode) dirtyBytes() int64 { return int64(len(e.dirty)) * int64(e.s.bs) }
+
+// dirtyList returns the dirty blocks in ascending order.
+func (e *inode) dirtyList() []int64 {
+	l := make([]int64, 0, len(e.dirty))
+	for b := range e.dirty {
+		l = append(l, b)
+	}
+	sort.Slice(l, func(i, j int) bool { return l[i] < l[j] })
+	return l
+}
+
+// hasChanges reports whether the inode has anything a commit must record.
+func (e *inode) hasChanges() bool {
+	return len(e.dirty) > 0 || len(e.pending) > 0 || e.size != e.committedSize || !e.known
+}
+
+// current returns the entry a read of block b must use (pending before committed).
+func (e *inode) current(b int64) (entry, bool) {
+	if p, ok := e.pending[b]; ok {
+		return p, p.Loc != locNone
+	}
+	c, ok := e.committed[b]
+	return c, ok
+}
+
+// corrupt builds the error for a bad block and logs it once per occurrence.
+func (e *inode) corrupt(b int64, err error) error {
+	err = fmt.Errorf("%s: block %d (offset %d): %w", e.path, b, b*int64(e.s.bs), err)
+	if !errors.Is(err, ErrCorrupt) {
+		err = fmt.Errorf("%w: %w", ErrCorrupt, err)
+	}
+	e.s.log.Error("blockstore: corrupt block", "file", e.path, "block", b, "err", err)
+	return err
+}
+
+// punch deallocates location l of block b (never the committed record).
+func (e *inode) punch(b int64, l loc) {
+	off, ok := locOffset(e.s.bs, b, l)
+	if !ok {
+		return
+	}
+	n := int64(locCapacity(e.s.bs, l))
+	if err := unix.Fallocate(int(e.f.Fd()), unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, off, n); err != nil {
+		e.s.log.Warn("blockstore: punching a superseded record failed (space is reclaimed by fsck --repair)", "file", e.path, "block", b, "err", err)
+	}
+}
+
+// fetched is one block read from the backing file.
+type fetched struct {
+	block int64
+	en    entry
+	data  []byte // decoded, len = en.RawLen
+	err   error
+}
+
+// fetch reads, verifies and decodes the given blocks, all in one Compressor
+// batch. Caller holds mu (shared or exclusive).
+func (e *inode) fetch(ctx context.Context, fs []*fetched) error {
+	bs := e.s.bs
+	var jobs []*Job
+	var jobOf []*fetched
+	for _, fe := range fs {
+		if fe.en.bad != nil {
+			fe.err = e.corrupt(fe.block, fe.en.bad)
+			continue
+		}
+		off, _ := locOffset(bs, fe.block, fe.en.Loc) // entries are validated
+		rec := make([]byte, fe.en.recordLen())
+		n, err := e.f.ReadAt(rec, off)
+		if n < len(rec) {
+			if err == nil || errors.Is(err, io.EOF) {
+				fe.err = e.corrupt(fe.block, fmt.Errorf("%w: record truncated (%d of %d bytes at offset %d)", ErrCorrupt, n, len(rec), off))
+			} else {
+				fe.err = fmt.Errorf("%s: block %d: read: %w", e.path, fe.block, err)
+			}
+			continue
+		}
+		h, err := parseRecordHeader(rec, bs)
+		if err == nil {
+			err = e.matches(&h, fe.block, &fe.en)
+		}
+		if err == nil {
+			err = verifyRecordPayload(&h, rec[RecordHeaderSize:])
+		}
+		if err != nil {
+			fe.err = e.corrupt(fe.block, fmt.Errorf("record at offset %d: %w", off, err))
+			continue
+		}
+		payload := rec[RecordHeaderSize:]
+		if h.Algo == 0 {
+			fe.data = payload
+			continue
+		}
+		jobs = append(jobs, &Job{Decompress: true, Algo: h.Algo, Src: payload, Dst: make([]byte, 0, h.RawLen), RawLen: int(h.RawLen)})
+		jobOf = append(jobOf, fe)
+	}
+	if len(jobs) > 0 {
+		if err := e.s.comp.Run(ctx, jobs); err != nil {
+			return fmt.Errorf("%w: %w", ErrInterrupted, err)
+		}
+		for i, j := range jobs {
+			fe := jobOf[i]
+			if j.Err != nil {
+				fe.err = e.corrupt(fe.block, fmt.Errorf("%w: decode: %w", ErrCorrupt, j.Err))
+				continue
+			}
+			if len(j.Out) != j.RawLen {
+				fe.err = e.corrupt(fe.block, fmt.Errorf("%w: decoded %d bytes, want %d", ErrCorrupt, len(j.Out), j.RawLen))
+				continue
+			}
+			fe.data = j.Out
+		}
+	}
+	for _, fe := range fs {
+		if fe.err == nil && fe.data != nil {
+			if got := crc32c(fe.data); got != fe.en.RawCRC {
+				fe.err = e.corrupt(fe.block, fmt.Errorf("%w: data checksum %08x, want %08x", ErrCorrupt, got, fe.en.RawCRC))
+				fe.data = nil
+			}
+		}
+	}
+	return nil
+}
+
+// matches checks a record header against the index entry that points at it.
+func (e *inode) matches(h *recordHeader, b int64, en *entry) error {
+	switch {
+	case h.ID != e.id:
+		return fmt.Errorf("%w: record belongs to file %s, not %s", ErrCorrupt, h.ID, e.id)
+	case h.Block != b:
+		return fmt.Errorf("%w: record is for block %d", ErrCorrupt, h.Block)
+	case h.Gen != en.Gen:
+		return fmt.Errorf("%w: record generation %d, index says %d", ErrCorrupt, h.Gen, en.Gen)
+	case h.Algo != en.Algo || h.RawLen != en.RawLen || h.StoredLen != en.StoredLen ||
+		h.RawCRC != en.RawCRC || h.StoredCRC != en.StoredCRC:
+		return fmt.Errorf("%w: record header does not match the index entry", ErrCorrupt)
+	}
+	return nil
+}
+
+// fromCache moves the blocks found in the decoded-block cache from fs into
+// got and returns the rest.
+func (e *inode) fromCache(fs []*fetched, got map[int64][]byte) []*fetched {
+	rest := fs[:0]
+	for _, fe := range fs {
+		if fe.en.bad == nil {
+			if data := e.s.cache.get(cacheKey{e.id, fe.block, fe.en.Gen}); data != nil {
+				got[fe.block] = data
+				continue
+			}
+		}
+		rest = append(rest, fe)
+	}
+	return rest
+}
+
+// isZero reports whether b is all zeros.
+func isZero(b []byte) bool {
+	for len(b) >= 8 {
+		if b[0]|b[1]|b[2]|b[3]|b[4]|b[5]|b[6]|b[7] != 0 {
+			return false
+		}
+		b = b[8:]
+	}
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// usedLen is the length of b without trailing zeros.
+func usedLen(b []byte) int {
+	n := len(b)
+	for n >= 8 && b[n-1]|b[n-2]|b[n-3]|b[n-4]|b[n-5]|b[n-6]|b[n-7]|b[n-8] == 0 {
+		n -= 8
+	}
+	for n > 0 && b[n-1] == 0 {
+		n--
+	}
+	return n
+}
+
+// writeOut compresses and writes the given dirty blocks as new records
+// (copy-on-write), moving them from dirty to pending. Caller holds mu
+// exclusively. On error the blocks not yet written stay dirty.
+func (e *inode) writeOut(ctx context.Context, blocks []int64) error {
+	s, bs := e.s, e.s.bs
+	type out struct {
+		block int64
+		buf   []byte // dirty buffer
+		raw   int    // bytes to store (trailing zeros dropped)
+		job   *Job
+	}
+	var outs []*out
+	var jobs []*Job
+	for _, b := range blocks {
+		buf, ok := e.dirty[b]
+		if !ok {
+			continue
+		}
+		limit := min(int64(bs), e.size-b*int64(bs))
+		raw := 0
+		if limit > 0 {
+			raw = usedLen(buf[:limit])
+		}
+		if raw == 0 {
+			e.makeHole(b)
+			delete(e.dirty, b)
+			s.budget.release(int64(bs))
+			continue
+		}
+		o := &out{block: b, buf: buf, raw: raw}
+		if s.algo != 0 {
+			o.job = &Job{Algo: s.algo, Level: s.level, Src: buf[:raw], Dst: make([]byte, 0, bs)}
+			jobs = append(jobs, o.job)
+		}
+		outs = append(outs, o)
+	}
+	if len(jobs) > 0 {
+		if err := s.comp.Run(ctx, jobs); err != nil {
+			return fmt.Errorf("%s: write-out: %w: %w", e.path, ErrInterrupted, err)
+		}
+	}
+	rec := make([]byte, RecordHeaderSize+bs)
+	for _, o := range outs {
+		h := recordHeader{Algo: 0, ID: e.id, Block: o.block, Gen: e.nextGen, RawLen: uint32(o.raw), RawCRC: crc32c(o.buf[:o.raw])}
+		payload := o.buf[:o.raw]
+		if j := o.job; j != nil {
+			if j.Err != nil {
+				s.log.Warn("blockstore: compression failed, storing the block raw", "file", e.path, "block", o.block, "algo", s.algo, "err", j.Err)
+			} else if len(j.Out) > 0 && (o.raw-len(j.Out))*8 >= o.raw {
+				// Compression saves at least 1/8: keep it.
+				payload = j.Out
+				h.Algo, h.Level = s.algo, int8(s.level)
+			}
+		}
+		h.StoredLen = uint32(len(payload))
+		h.StoredCRC = crc32c(payload)
+		n := RecordHeaderSize + len(payload)
+		h.marshalTo(rec[:RecordHeaderSize])
+		copy(rec[RecordHeaderSize:], payload)
+		com := e.committed[o.block]
+		comLoc := com.Loc
+		if com.bad != nil {
+			comLoc = locNone
+		}
+		l := chooseLoc(o.block, n, comLoc)
+		off, ok := locOffset(bs, o.block, l)
+		if !ok {
+			return fmt.Errorf("%s: block %d: %w", e.path, o.block, ErrTooLarge)
+		}
+		if _, err := e.f.WriteAt(rec[:n], off); err != nil {
+			return fmt.Errorf("%s: write block %d: %w", e.path, o.block, ioErr(err))
+		}
+		s.hooks.add("write " + e.path)
+		e.touched = true
+		if p, ok := e.pending[o.block]; ok && p.Loc != locNone && p.Loc != l && p.Loc != comLoc {
+			e.punch(o.block, p.Loc)
+		}
+		en := entry{Loc: l, Algo: h.Algo, Level: h.Level, RawLen: h.RawLen, StoredLen: h.StoredLen, RawCRC: h.RawCRC, StoredCRC: h.StoredCRC, Gen: h.Gen}
+		e.pending[o.block] = en
+		e.nextGen++
+		data := o.buf[:o.raw]
+		if o.raw < bs/2 {
+			data = append([]byte(nil), data...)
+		}
+		s.cache.put(cacheKey{e.id, o.block, en.Gen}, data)
+		delete(e.dirty, o.block)
+		s.budget.release(int64(bs))
+	}
+	return nil
+}
+
+// makeHole makes block b read as zeros from the next commit on (no record).
+// Caller holds mu exclusively; b must not be dirty afterwards.
+func (e *inode) makeHole(b int64) {
+	com, hasCom := e.committed[b]
+	if p, ok := e.pending[b]; ok && p.Loc != locNone && (!hasCom || p.Loc != com.Loc) {
+		e.punch(b, p.Loc)
+	}
+	if hasCom {
+		e.pending[b] = entry{Loc: locNone}
+	} else {
+		delete(e.pending, b)
+	}
+}
+
+// dropDirty forgets dirty block b (if any).
+func (e *inode) dropDirty(b int64) {
+	if _, ok := e.dirty[b]; ok {
+		delete(e.dirty, b)
+		e.s.budget.release(int64(e.s.bs))
+	}
+}
+
+// File is an open handle on a backing file's contents (like an *os.File on
+// the logical data). Safe for concurrent use.
+type File struct {
+	e      *inode
+	closed atomic.Bool
+}
+
+// ReadAt reads len(p) bytes at off; io.EOF at or after the end, like os.File.
+func (f *File) ReadAt(p []byte, off int64) (int, error) {
+	return f.ReadAtContext(context.Background(), p, off)
+}
+
+// WriteAt writes p at off, extending the file as needed.
+func (f *File) WriteAt(p []byte, off int64) (int, error) {
+	return f.WriteAtContext(context.Background(), p, off)
+}
+
+func (f *File) check() error {
+	if f.closed.Load() {
+		return fmt.Errorf("%s: %w", f.e.path, ErrClosed)
+	}
+	return nil
+}
+
+// ReadAtContext is ReadAt with a context: cancellation while waiting for
+// (de)compression returns an error wrapping ErrInterrupted.
+func (f *File) ReadAtContext(ctx context.Context, p []byte, off int64) (int, error) {
+	if err := f.check(); err != nil {
+		return 0, err
+	}
+	if off < 0 {
+		return 0, fmt.Errorf("%w: negative offset %d", ErrInvalid, off)
+	}
+	e := f.e
+	bs := e.s.bs
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	if e.closed {
+		return 0, fmt.Errorf("%s: %w", e.path, ErrClosed)
+	}
+	if off >= e.size {
+		return 0, io.EOF
+	}
+	n := len(p)
+	var eof error
+	if int64(n) > e.size-off {
+		n = int(e.size - off)
+		eof = io.EOF
+	}
+	spans := explodeRange(off, n, bs)
+	var need []*fetched
+	var needSpan []blockSpan
+	for _, sp := range spans {
+		dst := p[sp.Pos : sp.Pos+sp.Len]
+		if buf, ok := e.dirty[sp.Block]; ok {
+			copy(dst, buf[sp.InBlock:])
+			continue
+		}
+		en, ok := e.current(sp.Block)
+		if !ok {
+			clear(dst)
+			continue
+		}
+		if en.bad == nil {
+			if data := e.s.cache.get(cacheKey{e.id, sp.Block, en.Gen}); data != nil {
+				copyBlock(dst, data, sp.InBlock)
+				continue
+			}
+		}
+		need = append(need, &fetched{block: sp.Block, en: en})
+		needSpan = append(needSpan, sp)
+	}
+	nreq := len(need)
+	if e.s.readahead > 0 && e.lastEnd.Load() == off && len(spans) > 0 {
+		last := spans[len(spans)-1].Block
+		end := min(numBlocks(e.size, bs), last+1+int64(e.s.readahead))
+		for b := last + 1; b < end; b++ {
+			if _, ok := e.dirty[b]; ok {
+				continue
+			}
+			en, ok := e.current(b)
+			if !ok || en.bad != nil || e.s.cache.has(cacheKey{e.id, b, en.Gen}) {
+				continue
+			}
+			need = append(need, &fetched{block: b, en: en})
+		}
+	}
+	e.lastEnd.Store(off + int64(n))
+	if len(need) > 0 {
+		if err := e.fetch(ctx, need); err != nil {
+			return 0, err
+		}
+		for i, fe := range need {
+			if fe.err == nil {
+				e.s.cache.put(cacheKey{e.id, fe.block, fe.en.Gen}, fe.data)
+			}
+			if i >= nreq {
+				continue // readahead: errors surface when the block is read
+			}
+			if fe.err != nil {
+				return 0, fe.err
+			}
+			sp := needSpan[i]
+			copyBlock(p[sp.Pos:sp.Pos+sp.Len], fe.data, sp.InBlock)
+		}
+	}
+	return n, eof
+}
+
+// copyBlock fills dst from a decoded block's data starting at in; bytes past
+// the data's end are zeros.
+func copyBlock(dst, data []byte, in int) {
+	c := 0
+	if in < len(data) {
+		c = copy(dst, data[in:])
+	}
+	clear(dst[c:])
+}
+
+// maxWriteChunk bounds the bytes one step of a write makes dirty.
+func (e *inode) maxWriteChunk() int {
+	c := e.s.budget.limit / 4
+	c = min(c, 8<<20)
+	c -= c % int64(e.s.bs)
+	return int(max(c, int64(e.s.bs)))
+}
+
+// WriteAtContext is WriteAt with a context: cancellation while waiting for
+// dirty-cache space or a read-modify-write returns ErrInterrupted (with the
+// bytes written so far).
+func (f *File) WriteAtContext(ctx context.Context, p []byte, off int64) (int, error) {
+	if err := f.check(); err != nil {
+		return 0, err
+	}
+	if off < 0 {
+		return 0, fmt.Errorf("%w: negative offset %d", ErrInvalid, off)
+	}
+	if off > MaxFileSize || int64(len(p)) > MaxFileSize-off {
+		return 0, fmt.Errorf("%s: write at %d+%d: %w (max file size %d)", f.e.path, off, len(p), ErrTooLarge, MaxFileSize)
+	}
+	done := 0
+	chunk := f.e.maxWriteChunk()
+	for done < len(p) {
+		n := min(len(p)-done, chunk)
+		if err := f.e.writeChunk(ctx, p[done:done+n], off+int64(done)); err != nil {
+			return done, err
+		}
+		done += n
+	}
+	return done, nil
+}
+
+// writeChunk merges p into the dirty cache and writes out the blocks it completes.
+func (e *inode) writeChunk(ctx context.Context, p []byte, off int64) error {
+	s, bs := e.s, e.s.bs
+	spans := explodeRange(off, len(p), bs)
+	reserved := int64(len(spans)) * int64(bs)
+	if err := s.budget.reserve(ctx, reserved, s.kickPressure); err != nil {
+		return err
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	used := int64(0)
+	defer func() { s.budget.release(reserved - used) }()
+	if e.closed {
+		return fmt.Errorf("%s: %w", e.path, ErrClosed)
+	}
+	// Read-modify-write: partially overwritten blocks that are not dirty
+	// but have a record are loaded first, all in one batch.
+	var loads []*fetched
+	for _, sp := range spans {
+		if sp.Len == bs {
+			continue
+		}
+		if _, ok := e.dirty[sp.Block]; ok {
+			continue
+		}
+		if en, ok := e.current(sp.Block); ok {
+			loads = append(loads, &fetched{block: sp.Block, en: en})
+		}
+	}
+	loaded := make(map[int64][]byte, len(loads))
+	loads = e.fromCache(loads, loaded)
+	if len(loads) > 0 {
+		if err := e.fetch(ctx, loads); err != nil {
+			return err
+		}
+		for _, fe := range loads {
+			if fe.err != nil {
+				return fe.err
+			}
+			loaded[fe.block] = fe.data
+		}
+	}
+	var full []int64
+	for _, sp := range spans {
+		buf, ok := e.dirty[sp.Block]
+		if !ok {
+			buf = make([]byte, bs)
+			if data, ok := loaded[sp.Block]; ok {
+				copy(buf, data)
+			}
+			e.dirty[sp.Block] = buf
+			used += int64(bs)
+		}
+		copy(buf[sp.InBlock:], p[sp.Pos:sp.Pos+sp.Len])
+		if sp.InBlock+sp.Len == bs {
+			full = append(full, sp.Block)
+		}
+	}
+	if end := off + int64(len(p)); end > e.size {
+		e.size = end
+	}
+	if len(full) > 0 {
+		// The data is in the dirty cache already; a failure here leaves the
+		// blocks dirty for the next flush, which reports it.
+		if err := e.writeOut(context.Background(), full); err != nil {
+			s.log.Warn("blockstore: write-out failed, blocks stay dirty", "file", e.path, "err", err)
+		}
+	}
+	return nil
+}

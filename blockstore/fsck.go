@@ -1,0 +1,708 @@
+package blockstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
+	"golang.org/x/sys/unix"
+)
+
+// FsckOptions choose what Fsck does. The zero value only verifies.
+type FsckOptions struct {
+	// Repair drops index entries that point at bad or missing records (the
+	// report names the file and logical range lost), drops the entries of
+	// files whose backing file is gone, punches records nothing references
+	// and rewrites the aggregate stats.
+	Repair bool
+	// Rebuild discards the index and rebuilds it from the backing files
+	// alone (for each block the valid record with the highest generation;
+	// the size from the header's size hint, else the end of the last record).
+	Rebuild bool
+}
+
+// Problem kinds in a FsckReport.
+const (
+	ProblemBadHeader   = "bad-header"    // backing file header unreadable: the whole file is lost
+	ProblemCorrupt     = "corrupt-block" // the record the index points at fails verification
+	ProblemBadEntry    = "bad-entry"     // an index value that fails validation
+	ProblemBeyondSize  = "beyond-size"   // an index entry past the file's logical size
+	ProblemDuplicateID = "duplicate-id"  // two different backing files carry the same file ID
+	ProblemStats       = "stats"         // aggregate stats differ from the entries
+	ProblemIndex       = "index"         // the index itself cannot be read
+)
+
+// Cleanup kinds: leftovers a crash can legitimately leave; they lose nothing
+// committed and do not make a report unclean.
+const (
+	CleanupUnreferenced  = "unreferenced-record" // a record no index entry points at (superseded or uncommitted)
+	CleanupOrphanFile    = "orphan-file"         // index entries of a file with no backing file (unlinked)
+	CleanupUninitialized = "uninitialized-file"  // an empty backing file (created, header never written)
+)
+
+// FsckItem is one finding.
+type FsckItem struct {
+	Kind   string `json:"kind"`
+	Path   string `json:"path,omitempty"`    // backing file
+	FileID string `json:"file_id,omitempty"` // hex
+	Block  int64  `json:"block"`             // -1 when not about one block
+	// Offset and Length give the logical range affected (lost when the
+	// problem is repaired).
+	Offset   int64  `json:"offset"`
+	Length   int64  `json:"length"`
+	Detail   string `json:"detail"`
+	Repaired bool   `json:"repaired"`
+}
+
+func (it FsckItem) String() string {
+	var b strings.Builder
+	b.WriteString(it.Kind)
+	if it.Path != "" {
+		fmt.Fprintf(&b, " %s", it.Path)
+	} else if it.FileID != "" {
+		fmt.Fprintf(&b, " file %s", it.FileID)
+	}
+	if it.Block >= 0 {
+		fmt.Fprintf(&b, " block %d (bytes %d..%d)", it.Block, it.Offset, it.Offset+it.Length)
+	}
+	if it.Detail != "" {
+		fmt.Fprintf(&b, ": %s", it.Detail)
+	}
+	if it.Repaired {
+		b.WriteString(" [repaired]")
+	}
+	return b.String()
+}
+
+// FsckReport is what Fsck found (and did).
+type FsckReport struct {
+	Files          int        `json:"files"`           // backing files with a valid header
+	Blocks         int64      `json:"blocks"`          // records verified
+	BytesVerified  int64      `json:"bytes_verified"`  // logical bytes of verified records
+	Problems       []FsckItem `json:"problems"`        // damage or inconsistency
+	Cleanups       []FsckItem `json:"cleanups"`        // crash leftovers
+	ReclaimedBytes int64      `json:"reclaimed_bytes"` // backing bytes punched (repair)
+	Rebuilt        bool       `json:"rebuilt"`
+}
+
+// Clean reports whether no problem was found (cleanups do not count).
+func (r *FsckReport) Clean() bool { return len(r.Problems) == 0 }
+
+func (r *FsckReport) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d files, %d blocks verified (%d bytes), %d problems, %d cleanups",
+		r.Files, r.Blocks, r.BytesVerified, len(r.Problems), len(r.Cleanups))
+	for _, p := range r.Problems {
+		fmt.Fprintf(&b, "\n  problem: %s", p)
+	}
+	for _, c := range r.Cleanups {
+		fmt.Fprintf(&b, "\n  cleanup: %s", c)
+	}
+	return b.String()
+}
+
+func (r *FsckReport) problem(it FsckItem) *FsckItem {
+	r.Problems = append(r.Problems, it)
+	return &r.Problems[len(r.Problems)-1]
+}
+
+// backingFile is one backing file found by the fsck walk.
+type backingFile struct {
+	path string
+	hdr  fileHeader
+	size int64 // backing file size
+}
+
+// Fsck checks (and with Repair or Rebuild, fixes) the store. Verification
+// runs with open files (it first commits them); Repair and Rebuild need a
+// store without open handles (ErrBusy).
+func (s *Store) Fsck(opts FsckOptions) (*FsckReport, error) {
+	if s.isClosed() {
+		return nil, ErrClosed
+	}
+	if err := s.commit(context.Background(), nil); err != nil {
+		return nil, fmt.Errorf("fsck: commit: %w", err)
+	}
+	s.commitMu.Lock()
+	defer s.commitMu.Unlock()
+	write := opts.Repair || opts.Rebuild
+	if write {
+		s.mu.Lock()
+		n := len(s.files)
+		s.mu.Unlock()
+		if n > 0 {
+			return nil, fmt.Errorf("fsck: %w (%d)", ErrBusy, n)
+		}
+	}
+	rep := &FsckReport{}
+	files, err := s.walkBacking(rep)
+	if err != nil {
+		return rep, err
+	}
+	if opts.Rebuild {
+		return rep, s.rebuild(rep, files)
+	}
+	return rep, s.verify(rep, files, opts.Repair)
+}
+
+// walkBacking finds every backing file and reads its header.
+func (s *Store) walkBacking(rep *FsckReport) (map[FileID]*backingFile, error) {
+	files := map[FileID]*backingFile{}
+	seen := map[[2]uint64]bool{}
+	err := filepath.WalkDir(s.dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			if path == s.meta {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if !d.Type().IsRegular() {
+			return nil
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		st, ok := fi.Sys().(*syscall.Stat_t)
+		if ok {
+			k := [2]uint64{uint64(st.Dev), st.Ino}
+			if seen[k] {
+				return nil // another name of a hardlinked file
+			}
+			seen[k] = true
+		}
+		if fi.Size() == 0 {
+			rep.Cleanups = append(rep.Cleanups, FsckItem{Kind: CleanupUninitialized, Path: path, Block: -1})
+			return nil
+		}
+		f, err := os.Open(path)
+		if err != nil {
+			return err
+		}
+		h, err := s.readHeader(f)
+		f.Close()
+		if err != nil {
+			rep.problem(FsckItem{Kind: ProblemBadHeader, Path: path, Block: -1, Detail: err.Error()})
+			return nil
+		}
+		if other, ok := files[h.ID]; ok {
+			rep.problem(FsckItem{Kind: ProblemDuplicateID, Path: path, FileID: h.ID.String(), Block: -1, Detail: "same file ID as " + other.path + " (a copy that did not keep the hardlink?)"})
+			return nil
+		}
+		files[h.ID] = &backingFile{path: path, hdr: h, size: fi.Size()}
+		rep.Files++
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("fsck: walk %s: %w", s.dir, err)
+	}
+	return files, nil
+}
+
+// indexedFile is a file's state as the index has it.
+type indexedFile struct {
+	val     fileVal
+	valErr  error
+	entries map[int64]entry
+}
+
+// readIndex loads the whole index.
+func (s *Store) readIndex() (map[FileID]*indexedFile, statCounters, [][]byte, error) {
+	idx := map[FileID]*indexedFile{}
+	var st statCounters
+	var badKeys [][]byte
+	get := func(id FileID) *indexedFile {
+		f := idx[id]
+		if f == nil {
+			f = &indexedFile{entries: map[int64]entry{}, valErr: errors.New("no files entry")}
+			idx[id] = f
+		}
+		return f
+	}
+	err := s.view(func(tx *bolt.Tx) error {
+		if v := tx.Bucket(bucketMeta).Get(keyStats); v != nil {
+			st, _ = parseStats(v)
+		}
+		c := tx.Bucket(bucketFiles).Cursor()
+		for k, v := c.First(); k != nil; k, v = c.Next() {
+			if len(k) != 16 {
+				badKeys = append(badKeys, append([]byte{'f'}, k...))
+				continue
+			}
+			f := get(FileID(k))
+			f.val, f.valErr = parseFileVal(v)
+		}
+		c = tx.Bucket(bucketBlocks).Cursor()
+		for k, v := c.First(); k != nil; k, v = c.Next() {
+			id, blk, ok := parseBlockKey(k)
+			if !ok {
+				badKeys = append(badKeys, append([]byte{'b'}, k...))
+				continue
+			}
+			en, err := parseEntry(v, blk, s.bs)
+			if err != nil {
+				en = entry{bad: err}
+			}
+			get(id).entries[blk] = en
+		}
+		return nil
+	})
+	return idx, st, badKeys, err
+}
+
+// verify checks every index entry against its record and scans the backing
+// files for unreferenced records.
+func (s *Store) verify(rep *FsckReport, files map[FileID]*backingFile, repair bool) error {
+	idx, stored, badKeys, err := s.readIndex()
+	if err != nil {
+		rep.problem(FsckItem{Kind: ProblemIndex, Block: -1, Detail: err.Error() + " (run fsck --rebuild)"})
+		return nil
+	}
+	bs := int64(s.bs)
+	var dropFiles []FileID
+	dropBlocks := map[FileID][]int64{}
+	for _, k := range badKeys {
+		it := rep.problem(FsckItem{Kind: ProblemBadEntry, Block: -1, Detail: fmt.Sprintf("malformed index key %x", k[1:])})
+		it.Repaired = repair
+	}
+	ids := make([]FileID, 0, len(idx))
+	for id := range idx {
+		ids = append(ids, id)
+	}
+	sort.Slice(ids, func(i, j int) bool { return string(ids[i][:]) < string(ids[j][:]) })
+	for _, id := range ids {
+		xf := idx[id]
+		bf := files[id]
+		if bf == nil {
+			rep.Cleanups = append(rep.Cleanups, FsckItem{Kind: CleanupOrphanFile, FileID: id.String(), Block: -1,
+				Detail: fmt.Sprintf("%d block entries, no backing file", len(xf.entries)), Repaired: repair})
+			dropFiles = append(dropFiles, id)
+			continue
+		}
+		if xf.valErr != nil {
+			it := rep.problem(FsckItem{Kind: ProblemBadEntry, Path: bf.path, FileID: id.String(), Block: -1, Detail: "files entry: " + xf.valErr.Error()})
+			it.Repaired = repair
+			// Repair: rebuild the files entry from the blocks below.
+			xf.val = fileVal{Size: maxEnd(xf.entries, s.bs), NextGen: maxGen(xf.entries) + 1}
+			xf.valErr = errNeedsPut
+		}
+		bad := s.verifyFile(rep, bf, id, xf)
+		for _, b := range bad {
+			it := &rep.Problems[b.item]
+			it.Repaired = repair
+			it.Offset, it.Length = b.block*bs, min(bs, max(0, xf.val.Size-b.block*bs))
+			dropBlocks[id] = append(dropBlocks[id], b.block)
+		}
+	}
+	// Unreferenced records.
+	type punchAt struct {
+		path string
+		off  int64
+		n    int64
+	}
+	var punches []punchAt
+	for id, bf := range files {
+		xf := idx[id]
+		refs := map[int64]entry{}
+		if xf != nil {
+			refs = xf.entries
+		}
+		s.scanRecords(bf, func(block int64, l loc, off int64, h *recordHeader, err error) {
+			if en, ok := refs[block]; ok && en.bad == nil && en.Loc == l {
+				return // referenced: verified (and reported when bad) above
+			}
+			detail := "not referenced by the index"
+			if err != nil {
+				detail = "unreadable and not referenced: " + err.Error()
+			}
+			rep.Cleanups = append(rep.Cleanups, FsckItem{Kind: CleanupUnreferenced, Path: bf.path, FileID: id.String(), Block: block,
+				Offset: block * bs, Length: bs, Detail: fmt.Sprintf("%s at offset %d (%s)", detail, off, l), Repaired: repair})
+			punches = append(punches, punchAt{bf.path, off, int64(locCapacity(s.bs, l))})
+		})
+	}
+	// Stats as the entries say; then what they become after the repair.
+	var want statCounters
+	for _, xf := range idx {
+		if xf.valErr == nil {
+			want.Files++
+			want.addSize(0, xf.val.Size, s.bs)
+		}
+		for _, en := range xf.entries {
+			want.addEntry(&en, 1)
+		}
+	}
+	if want != stored {
+		it := rep.problem(FsckItem{Kind: ProblemStats, Block: -1, Detail: fmt.Sprintf("index stats %+v, entries say %+v", stored, want)})
+		it.Repaired = repair
+	}
+	for _, id := range dropFiles {
+		xf := idx[id]
+		if xf.valErr == nil {
+			want.Files--
+			want.addSize(xf.val.Size, 0, s.bs)
+		}
+		for _, en := range xf.entries {
+			want.addEntry(&en, -1)
+		}
+	}
+	for id, xf := range idx {
+		if xf.valErr == errNeedsPut && files[id] != nil { // files entry rebuilt by the repair
+			want.Files++
+			want.addSize(0, xf.val.Size, s.bs)
+		}
+	}
+	for id, bl := range dropBlocks {
+		xf := idx[id]
+		for _, b := range bl {
+			en := xf.entries[b]
+			want.addEntry(&en, -1)
+		}
+	}
+	if !repair {
+		return nil
+	}
+	err = s.update(func(tx *bolt.Tx) error {
+		fb, bb := tx.Bucket(bucketFiles), tx.Bucket(bucketBlocks)
+		for _, k := range badKeys {
+			b := bb
+			if k[0] == 'f' {
+				b = fb
+			}
+			if err := b.Delete(k[1:]); err != nil {
+				return err
+			}
+		}
+		for _, id := range dropFiles {
+			var d statCounters
+			if err := dropFileTx(tx, id, s.bs, &d); err != nil {
+				return err
+			}
+		}
+		for id, bl := range dropBlocks {
+			for _, b := range bl {
+				if err := bb.Delete(blockKey(id, b)); err != nil {
+					return err
+				}
+			}
+		}
+		for id, xf := range idx {
+			if files[id] != nil && xf.valErr != nil {
+				if err := fb.Put(id[:], xf.val.marshal()); err != nil {
+					return err
+				}
+			}
+		}
+		return tx.Bucket(bucketMeta).Put(keyStats, want.marshal())
+	})
+	if err != nil {
+		return fmt.Errorf("fsck repair: %w", err)
+	}
+	s.statsMu.Lock()
+	s.stats = want
+	s.statsMu.Unlock()
+	for _, p := range punches {
+		if n, err := punchPath(p.path, p.off, p.n); err == nil {
+			rep.ReclaimedBytes += n
+		}
+	}
+	return nil
+}
+
+var errNeedsPut = errors.New("files entry rebuilt")
+
+func maxEnd(entries map[int64]entry, bs int) int64 {
+	var end int64
+	for b, en := range entries {
+		if en.bad == nil {
+			end = max(end, b*int64(bs)+int64(en.RawLen))
+		}
+	}
+	return end
+}
+
+func maxGen(entries map[int64]entry) uint64 {
+	var g uint64
+	for _, en := range entries {
+		g = max(g, en.Gen)
+	}
+	return g
+}
+
+type badBlock struct {
+	block int64
+	item  int // index in rep.Problems
+}
+
+// verifyFile reads and fully verifies every indexed block of one file.
+func (s *Store) verifyFile(rep *FsckReport, bf *backingFile, id FileID, xf *indexedFile) []badBlock {
+	var bad []badBlock
+	f, err := os.Open(bf.path)
+	if err != nil {
+		for b := range xf.entries {
+			rep.problem(FsckItem{Kind: ProblemCorrupt, Path: bf.path, FileID: id.String(), Block: b, Detail: err.Error()})
+			bad = append(bad, badBlock{b, len(rep.Problems) - 1})
+		}
+		return bad
+	}
+	defer f.Close()
+	e := &inode{s: s, id: id, f: f, path: bf.path}
+	blocks := make([]int64, 0, len(xf.entries))
+	for b := range xf.entries {
+		blocks = append(blocks, b)
+	}
+	sort.Slice(blocks, func(i, j int) bool { return blocks[i] < blocks[j] })
+	const batch = 32
+	for i := 0; i < len(blocks); i += batch {
+		var fs []*fetched
+		for _, b := range blocks[i:min(i+batch, len(blocks))] {
+			en := xf.entries[b]
+			if en.bad != nil {
+				rep.problem(FsckItem{Kind: ProblemBadEntry, Path: bf.path, FileID: id.String(), Block: b, Detail: en.bad.Error()})
+				bad = append(bad, badBlock{b, len(rep.Problems) - 1})
+				continue
+			}
+			if xf.valErr == nil && b*int64(s.bs) >= xf.val.Size {
+				rep.problem(FsckItem{Kind: ProblemBeyondSize, Path: bf.path, FileID: id.String(), Block: b, Detail: fmt.Sprintf("file size %d", xf.val.Size)})
+				bad = append(bad, badBlock{b, len(rep.Problems) - 1})
+				continue
+			}
+			fs = append(fs, &fetched{block: b, en: en})
+		}
+		if err := e.fetch(context.Background(), fs); err != nil {
+			for _, fe := range fs {
+				fe.err = err
+			}
+		}
+		for _, fe := range fs {
+			if fe.err != nil {
+				rep.problem(FsckItem{Kind: ProblemCorrupt, Path: bf.path, FileID: id.String(), Block: fe.block, Detail: fe.err.Error()})
+				bad = append(bad, badBlock{fe.block, len(rep.Problems) - 1})
+				continue
+			}
+			rep.Blocks++
+			rep.BytesVerified += int64(len(fe.data))
+		}
+	}
+	return bad
+}
+
+// scanRecords calls fn for every record position of bf that holds data (it
+// skips holes with SEEK_DATA). h is nil when err is set.
+func (s *Store) scanRecords(bf *backingFile, fn func(block int64, l loc, off int64, h *recordHeader, err error)) {
+	f, err := os.Open(bf.path)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	fd := int(f.Fd())
+	hb := make([]byte, RecordHeaderSize)
+	check := func(block int64, l loc, off int64) {
+		n, _ := f.ReadAt(hb, off)
+		if n < RecordHeaderSize || isZero(hb) {
+			if n > 0 && !isZero(hb[:n]) {
+				fn(block, l, off, nil, fmt.Errorf("%w: truncated record header", ErrCorrupt))
+			}
+			return
+		}
+		h, err := parseRecordHeader(hb, s.bs)
+		if err != nil {
+			fn(block, l, off, nil, err)
+			return
+		}
+		fn(block, l, off, &h, nil)
+	}
+	check(0, locInline, inlineOffset)
+	ss := slotSize(s.bs)
+	pos := int64(dataStart)
+	for pos < bf.size {
+		d, err := unix.Seek(fd, pos, unix.SEEK_DATA)
+		if err != nil {
+			return // ENXIO: no more data
+		}
+		if d < dataStart {
+			d = dataStart
+		}
+		slot := (d - dataStart) / ss
+		start := dataStart + slot*ss
+		block, l, ok := locAt(s.bs, start)
+		if !ok {
+			return
+		}
+		check(block, l, start)
+		pos = start + ss
+	}
+}
+
+// punchPath punches [off, off+n) of the file at path.
+func punchPath(path string, off, n int64) (int64, error) {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	if err := unix.Fallocate(int(f.Fd()), unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, off, n); err != nil {
+		return 0, err
+	}
+	return n, nil
+}
+
+// rebuild replaces the index with one built from the backing files.
+func (s *Store) rebuild(rep *FsckReport, files map[FileID]*backingFile) error {
+	type built struct {
+		id      FileID
+		val     fileVal
+		entries map[int64]entry
+	}
+	var all []built
+	bs := int64(s.bs)
+	for id, bf := range files {
+		f, err := os.Open(bf.path)
+		if err != nil {
+			return fmt.Errorf("fsck rebuild: %w", err)
+		}
+		best := map[int64]entry{}
+		var others []FsckItem
+		var cands []*fetched
+		var candOff []int64
+		s.scanRecords(bf, func(block int64, l loc, off int64, h *recordHeader, err error) {
+			item := FsckItem{Kind: CleanupUnreferenced, Path: bf.path, FileID: id.String(), Block: block, Offset: block * bs, Length: bs}
+			if err != nil {
+				item.Detail = fmt.Sprintf("unreadable record at offset %d: %v", off, err)
+				others = append(others, item)
+				return
+			}
+			if h.ID != id || h.Block != block || RecordHeaderSize+int(h.StoredLen) > locCapacity(s.bs, l) {
+				item.Detail = fmt.Sprintf("record at offset %d belongs elsewhere (file %s block %d)", off, h.ID, h.Block)
+				others = append(others, item)
+				return
+			}
+			en := entry{Loc: l, Algo: h.Algo, Level: h.Level, RawLen: h.RawLen, StoredLen: h.StoredLen, RawCRC: h.RawCRC, StoredCRC: h.StoredCRC, Gen: h.Gen}
+			cands = append(cands, &fetched{block: block, en: en})
+			candOff = append(candOff, off)
+		})
+		// Verify candidates fully (payload, decode, data checksum).
+		e := &inode{s: s, id: id, f: f, path: bf.path}
+		for i := 0; i < len(cands); i += 32 {
+			part := cands[i:min(i+32, len(cands))]
+			if err := e.fetch(context.Background(), part); err != nil {
+				f.Close()
+				return err
+			}
+		}
+		f.Close()
+		for i, c := range cands {
+			if c.err != nil {
+				others = append(others, FsckItem{Kind: CleanupUnreferenced, Path: bf.path, FileID: id.String(), Block: c.block,
+					Offset: c.block * bs, Length: bs, Detail: fmt.Sprintf("record at offset %d fails verification: %v", candOff[i], c.err)})
+				continue
+			}
+			if old, ok := best[c.block]; !ok || c.en.Gen > old.Gen {
+				best[c.block] = c.en
+			}
+		}
+		size := bf.hdr.SizeHint
+		if size < 0 {
+			size = maxEnd(best, s.bs)
+		}
+		gen := max(maxGen(best)+1, bf.hdr.SizeGen)
+		for b := range best {
+			if b*bs >= size {
+				delete(best, b)
+			}
+		}
+		rep.Cleanups = append(rep.Cleanups, others...)
+		for _, en := range best {
+			rep.Blocks++
+			rep.BytesVerified += int64(en.RawLen)
+		}
+		all = append(all, built{id: id, val: fileVal{Size: size, NextGen: gen}, entries: best})
+	}
+	var st statCounters
+	err := s.update(func(tx *bolt.Tx) error {
+		for _, name := range [][]byte{bucketFiles, bucketBlocks} {
+			if err := tx.DeleteBucket(name); err != nil && !errors.Is(err, bolterrors.ErrBucketNotFound) {
+				return err
+			}
+			if _, err := tx.CreateBucket(name); err != nil {
+				return err
+			}
+		}
+		fb, bb := tx.Bucket(bucketFiles), tx.Bucket(bucketBlocks)
+		st = statCounters{}
+		for _, x := range all {
+			if err := fb.Put(x.id[:], x.val.marshal()); err != nil {
+				return err
+			}
+			st.Files++
+			st.addSize(0, x.val.Size, s.bs)
+			for b, en := range x.entries {
+				if err := bb.Put(blockKey(x.id, b), en.marshal()); err != nil {
+					return err
+				}
+				st.addEntry(&en, 1)
+			}
+		}
+		return tx.Bucket(bucketMeta).Put(keyStats, st.marshal())
+	})
+	if err != nil {
+		return fmt.Errorf("fsck rebuild: %w", err)
+	}
+	s.statsMu.Lock()
+	s.stats = st
+	s.statsMu.Unlock()
+	rep.Rebuilt = true
+	// Reclaim what the new index does not reference.
+	for i := range rep.Cleanups {
+		c := &rep.Cleanups[i]
+		if c.Kind != CleanupUnreferenced {
+			continue
+		}
+		c.Repaired = true
+	}
+	for _, x := range all {
+		bf := files[x.id]
+		s.scanRecords(bf, func(block int64, l loc, off int64, h *recordHeader, err error) {
+			if en, ok := x.entries[block]; ok && en.Loc == l && err == nil && h.Gen == en.Gen {
+				return
+			}
+			if n, err := punchPath(bf.path, off, int64(locCapacity(s.bs, l))); err == nil {
+				rep.ReclaimedBytes += n
+			}
+		})
+	}
+	return nil
+}
+
+// RebuildIndex rebuilds the index of the store in backingDir from its
+// backing files, whether or not the current index is readable (an
+// unreadable one is kept aside as index.db.corrupt-<time>). It takes the
+// store lock like Open.
+func RebuildIndex(backingDir string, opts *Options) (*FsckReport, error) {
+	s, err := Open(backingDir, opts)
+	if errors.Is(err, ErrCorrupt) {
+		meta := filepath.Join(backingDir, MetaDir)
+		idx := filepath.Join(meta, indexName)
+		aside := fmt.Sprintf("%s.corrupt-%d", idx, time.Now().Unix())
+		if rerr := os.Rename(idx, aside); rerr != nil {
+			return nil, fmt.Errorf("move bad index aside: %w (open: %w)", rerr, err)
+		}
+		s, err = Open(backingDir, opts)
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer s.Close()
+	return s.Fsck(FsckOptions{Rebuild: true})
+}

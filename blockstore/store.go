@@ -1,0 +1,793 @@
+package blockstore
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/accelfs/accelfs/codec"
+	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
+	"golang.org/x/sys/unix"
+)
+
+// Names inside the backing directory.
+const (
+	// MetaDir is the store's own directory inside the backing directory; the
+	// mount hides it.
+	MetaDir     = ".accelfs"
+	formatName  = "format"
+	indexName   = "index.db"
+	pidFileName = "lock.pid"
+)
+
+// Options configure Open. The zero value (or nil) means the defaults.
+type Options struct {
+	// BlockSize is used when Open creates a new store: a power of two in
+	// 4 KiB..1 MiB. Default 128 KiB. An existing store keeps its own (a
+	// different non-zero value is logged and ignored).
+	BlockSize int
+	// Algo and Level choose the compression of newly written blocks. When
+	// Algo is zero (codec.None) and AlgoSet is false, the store's default
+	// from its format file applies (a new store records lz4 unless told).
+	// Level 0 means the algorithm's default.
+	Algo  codec.ID
+	Level int
+	// AlgoSet makes Algo count even when it is codec.None (the zero value).
+	AlgoSet bool
+	// Compressor runs (de)compression jobs. Default: NewCPUCompressor(GOMAXPROCS).
+	Compressor Compressor
+	// DirtyLimit bounds the bytes of all dirty-cache blocks. Default 64 MiB;
+	// at least 4 blocks.
+	DirtyLimit int64
+	// CacheBytes bounds the decoded-block cache. Default 32 MiB; <0 disables it.
+	CacheBytes int64
+	// CommitInterval is how often dirty data is written and committed in
+	// the background. Default 5s; <0 disables the timer.
+	CommitInterval time.Duration
+	// LockTimeout is how long Open waits for the store lock. Default 200ms.
+	LockTimeout time.Duration
+	// ReadaheadBytes is how far ahead sequential reads prefetch. Default
+	// 1 MiB (at least one block); <0 disables readahead.
+	ReadaheadBytes int64
+	// Logger receives corruption reports and background errors. Default slog.Default().
+	Logger *slog.Logger
+}
+
+// maxClosedPending is how many closed files with uncommitted changes the
+// store keeps (each holds its backing fd) before it commits early.
+const maxClosedPending = 256
+
+// Store is one opened backing directory. Its methods are safe for
+// concurrent use.
+//
+// Lock order (outermost first), written once for the whole package:
+//
+//	Store.commitMu -> inode.mu (several: in ascending file ID order) -> Store.mu -> blockCache.mu, budget.mu
+//
+// No lock is held while waiting for dirty budget.
+type Store struct {
+	dir       string // backing directory
+	meta      string // dir/.accelfs
+	bs        int    // block size
+	algo      codec.ID
+	level     int
+	comp      Compressor
+	log       *slog.Logger
+	db        *bolt.DB
+	cache     *blockCache
+	budget    *budget
+	readahead int // blocks
+
+	// commitMu serializes commit groups, fsck and Close: it protects the
+	// committed state in the index and the committed maps of inodes (which
+	// change only while it is held, together with the inode's mu).
+	commitMu sync.Mutex
+	// stats is the committed aggregate (as in the index); guarded by commitMu
+	// for writes, statsMu for reads.
+	statsMu sync.Mutex
+	stats   statCounters
+
+	// mu protects files, closed.
+	mu     sync.Mutex
+	files  map[FileID]*inode
+	closed bool
+
+	commits   atomic.Int64
+	commitErr atomic.Int64 // background commit failures
+
+	// flusher goroutine
+	stop     chan struct{}
+	pressure chan struct{} // kick: write out dirty blocks (memory pressure)
+	kick     chan struct{} // kick: commit everything now
+	wg       sync.WaitGroup
+
+	hooks *testHooks // nil outside tests
+}
+
+// testHooks let tests observe the commit pipeline order.
+type testHooks struct {
+	mu     sync.Mutex
+	events []string
+}
+
+func (h *testHooks) add(ev string) {
+	if h == nil {
+		return
+	}
+	h.mu.Lock()
+	h.events = append(h.events, ev)
+	h.mu.Unlock()
+}
+
+// Open opens (creating on first use) the store in backingDir. It fails with
+// ErrLocked when another opener holds the store.
+func Open(backingDir string, opts *Options) (*Store, error) {
+	var o Options
+	if opts != nil {
+		o = *opts
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	st, err := os.Stat(backingDir)
+	if err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	if !st.IsDir() {
+		return nil, fmt.Errorf("open store: %s: %w", backingDir, syscall.ENOTDIR)
+	}
+	meta := filepath.Join(backingDir, MetaDir)
+	if err := os.Mkdir(meta, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	db, err := openIndex(meta, o.LockTimeout)
+	if err != nil {
+		return nil, err
+	}
+	s, err := openLocked(backingDir, meta, db, &o)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// openIndex opens the bbolt index, taking its flock (the store lock).
+func openIndex(meta string, timeout time.Duration) (*bolt.DB, error) {
+	if timeout <= 0 {
+		timeout = 200 * time.Millisecond
+	}
+	path := filepath.Join(meta, indexName)
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: timeout, FreelistType: bolt.FreelistMapType, NoFreelistSync: true})
+	if err == nil {
+		return db, nil
+	}
+	if errors.Is(err, bolterrors.ErrTimeout) {
+		holder := "another process"
+		if b, rerr := os.ReadFile(filepath.Join(meta, pidFileName)); rerr == nil {
+			if pid, perr := strconv.Atoi(strings.TrimSpace(string(b))); perr == nil {
+				holder = fmt.Sprintf("pid %d", pid)
+				if pid == os.Getpid() {
+					holder += " (this process)"
+				}
+			}
+		}
+		return nil, fmt.Errorf("%w: %s is in use by %s (lock on %s)", ErrLocked, filepath.Dir(meta), holder, path)
+	}
+	return nil, fmt.Errorf("%w: index %s cannot be opened (%v); rebuild it with fsck --rebuild", ErrCorrupt, path, err)
+}
+
+func openLocked(dir, meta string, db *bolt.DB, o *Options) (*Store, error) {
+	fpath := filepath.Join(meta, formatName)
+	ff, err := readFormatFile(fpath)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		bs := o.BlockSize
+		if bs == 0 {
+			bs = DefaultBlockSize
+		}
+		if !validBlockSize(bs) {
+			return nil, fmt.Errorf("%w: block size %d (want a power of two in %d..%d)", ErrInvalid, bs, MinBlockSize, MaxBlockSize)
+		}
+		algo, level := codec.LZ4, 0
+		if o.Algo != codec.None || o.AlgoSet {
+			algo, level = o.Algo, o.Level
+		}
+		if level, err = codec.NormalizeLevel(algo, level); err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+		}
+		ff = formatFile{Magic: formatMagic, Version: FormatVersion, BlockSize: bs, Algo: algo.String(), Level: level}
+		if err := writeFormatFile(fpath, ff); err != nil {
+			return nil, fmt.Errorf("create store: %w", err)
+		}
+	case err != nil:
+		return nil, err
+	}
+	if o.BlockSize != 0 && o.BlockSize != ff.BlockSize {
+		o.Logger.Warn("blockstore: ignoring block size option for an existing store", "store", dir, "asked", o.BlockSize, "store_block_size", ff.BlockSize)
+	}
+	algo, _ := codec.Parse(ff.Algo) // validated by readFormatFile
+	level := ff.Level
+	if o.Algo != codec.None || o.AlgoSet {
+		algo, level = o.Algo, o.Level
+	}
+	if level, err = codec.NormalizeLevel(algo, level); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	stats, err := initIndex(db)
+	if err != nil {
+		return nil, fmt.Errorf("index %s: %w", db.Path(), err)
+	}
+	if err := os.WriteFile(filepath.Join(meta, pidFileName), []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
+		return nil, fmt.Errorf("write pid file: %w", err)
+	}
+	bs := ff.BlockSize
+	s := &Store{
+		dir: dir, meta: meta, bs: bs, algo: algo, level: level,
+		comp: o.Compressor, log: o.Logger, db: db, stats: stats,
+		files:    make(map[FileID]*inode),
+		stop:     make(chan struct{}),
+		pressure: make(chan struct{}, 1),
+		kick:     make(chan struct{}, 1),
+	}
+	if s.comp == nil {
+		s.comp = NewCPUCompressor(runtime.GOMAXPROCS(0))
+	}
+	dl := o.DirtyLimit
+	if dl == 0 {
+		dl = 64 << 20
+	}
+	dl = max(dl, 4*int64(bs))
+	s.budget = newBudget(dl)
+	cb := o.CacheBytes
+	if cb == 0 {
+		cb = 32 << 20
+	}
+	s.cache = newBlockCache(cb)
+	ra := o.ReadaheadBytes
+	if ra == 0 {
+		ra = 1 << 20
+	}
+	if ra > 0 {
+		s.readahead = int(max(1, ra/int64(bs)))
+	}
+	interval := o.CommitInterval
+	if interval == 0 {
+		interval = 5 * time.Second
+	}
+	s.wg.Add(1)
+	go s.flusher(interval)
+	return s, nil
+}
+
+// BlockSize returns the store's block size.
+func (s *Store) BlockSize() int { return s.bs }
+
+// Dir returns the backing directory.
+func (s *Store) Dir() string { return s.dir }
+
+// Close flushes all dirty data, commits, closes every backing file the store
+// owns and the index, and releases the lock. It is idempotent; File methods
+// return ErrClosed afterwards.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.mu.Unlock()
+	close(s.stop)
+	s.wg.Wait()
+	err := s.commit(context.Background(), nil)
+	s.commitMu.Lock()
+	defer s.commitMu.Unlock()
+	s.mu.Lock()
+	s.closed = true
+	inodes := make([]*inode, 0, len(s.files))
+	for _, e := range s.files {
+		inodes = append(inodes, e)
+	}
+	s.files = nil
+	s.mu.Unlock()
+	for _, e := range inodes {
+		e.mu.Lock()
+		e.closed = true
+		if e.dirtyBytes() > 0 {
+			s.budget.release(e.dirtyBytes())
+		}
+		e.dirty = nil
+		if cerr := e.f.Close(); cerr != nil && err == nil {
+			err = cerr
+		}
+		e.mu.Unlock()
+	}
+	os.Remove(filepath.Join(s.meta, pidFileName))
+	if cerr := s.db.Close(); cerr != nil && err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// abandon simulates a crash for tests: it stops the flusher and closes
+// everything without writing or committing anything.
+func (s *Store) abandon() {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	s.closed = true
+	s.mu.Unlock()
+	close(s.stop)
+	s.wg.Wait()
+	s.commitMu.Lock()
+	defer s.commitMu.Unlock()
+	s.mu.Lock()
+	for _, e := range s.files {
+		e.mu.Lock()
+		e.closed = true
+		e.f.Close()
+		e.mu.Unlock()
+	}
+	s.files = nil
+	s.mu.Unlock()
+	s.db.Close()
+}
+
+func (s *Store) isClosed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
+}
+
+// flusher is the store's one background goroutine (owned by the Store,
+// stopped and waited for in Close): it commits on the interval and writes
+// out dirty blocks under memory pressure.
+func (s *Store) flusher(interval time.Duration) {
+	defer s.wg.Done()
+	var tick <-chan time.Time
+	if interval > 0 {
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		tick = t.C
+	}
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-tick:
+			s.backgroundCommit()
+		case <-s.kick:
+			s.backgroundCommit()
+		case <-s.pressure:
+			s.relievePressure()
+		}
+	}
+}
+
+func (s *Store) backgroundCommit() {
+	if err := s.commit(context.Background(), nil); err != nil {
+		s.commitErr.Add(1)
+		s.log.Error("blockstore: background commit failed", "store", s.dir, "err", err)
+	}
+}
+
+// relievePressure writes out the dirty blocks of every open file (no commit).
+func (s *Store) relievePressure() {
+	for _, e := range s.snapshotInodes() {
+		e.mu.Lock()
+		if !e.closed && len(e.dirty) > 0 {
+			if err := e.writeOut(context.Background(), e.dirtyList()); err != nil {
+				s.log.Error("blockstore: writing dirty blocks failed", "file", e.path, "err", err)
+			}
+		}
+		e.mu.Unlock()
+		if s.budget.below(s.budget.limit / 2) {
+			return
+		}
+	}
+}
+
+func (s *Store) kickPressure() {
+	select {
+	case s.pressure <- struct{}{}:
+	default:
+	}
+}
+
+func (s *Store) kickCommit() {
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+// snapshotInodes returns the open-file table's inodes in file ID order.
+func (s *Store) snapshotInodes() []*inode {
+	s.mu.Lock()
+	l := make([]*inode, 0, len(s.files))
+	for _, e := range s.files {
+		l = append(l, e)
+	}
+	s.mu.Unlock()
+	sortInodes(l)
+	return l
+}
+
+func sortInodes(l []*inode) {
+	sort.Slice(l, func(i, j int) bool { return string(l[i].id[:]) < string(l[j].id[:]) })
+}
+
+// Stats are the store's aggregate figures (the json tags are what
+// `accelfs stats --json` prints).
+type Stats struct {
+	LogicalBytes int64            `json:"logical_bytes"` // sum of committed logical file sizes
+	StoredBytes  int64            `json:"stored_bytes"`  // sum of committed record sizes (header + payload)
+	Ratio        float64          `json:"ratio"`         // stored_bytes / logical_bytes (0 when empty)
+	Blocks       map[string]int64 `json:"blocks"`        // committed records per algorithm ("none" = raw)
+	RawBlocks    int64            `json:"raw_blocks"`    // records stored uncompressed
+	ZeroBlocks   int64            `json:"zero_blocks"`   // blocks inside file sizes with no record (holes)
+	Files        int64            `json:"files"`         // files in the index
+	DirtyBytes   int64            `json:"dirty_bytes"`   // bytes in dirty-cache blocks now
+	CacheBytes   int64            `json:"cache_bytes"`   // bytes in the decoded-block cache now
+	CacheHits    int64            `json:"cache_hits"`    // decoded-block cache hits since Open
+	CacheMisses  int64            `json:"cache_misses"`  // decoded-block cache misses since Open
+	Commits      int64            `json:"commits"`       // commit groups since Open
+	BlockSize    int              `json:"block_size"`
+	Algo         string           `json:"algo"` // algorithm for new blocks
+	Level        int              `json:"level"`
+}
+
+// Stats returns the committed aggregate stats plus in-memory counters; O(1).
+func (s *Store) Stats() Stats {
+	s.statsMu.Lock()
+	c := s.stats
+	s.statsMu.Unlock()
+	st := Stats{
+		LogicalBytes: c.Logical, StoredBytes: c.Stored, Blocks: map[string]int64{},
+		RawBlocks: c.Raw, ZeroBlocks: c.TotalBlocks - c.StoredBlocks, Files: c.Files,
+		DirtyBytes: s.budget.usedBytes(), CacheBytes: s.cache.size(),
+		CacheHits: s.cache.hits.Load(), CacheMisses: s.cache.misses.Load(),
+		Commits: s.commits.Load(), BlockSize: s.bs, Algo: s.algo.String(), Level: s.level,
+	}
+	if c.Logical > 0 {
+		st.Ratio = float64(c.Stored) / float64(c.Logical)
+	}
+	for i, n := range c.Algo {
+		if n != 0 {
+			st.Blocks[codec.ID(i).String()] = n
+		}
+	}
+	return st
+}
+
+// readHeader reads and validates f's backing file header.
+func (s *Store) readHeader(f *os.File) (fileHeader, error) {
+	b := make([]byte, FileHeaderSize)
+	n, err := f.ReadAt(b, 0)
+	if n < FileHeaderSize {
+		if err == nil || errors.Is(err, os.ErrClosed) || n > 0 || errors.Is(err, io.EOF) {
+			return fileHeader{}, fmt.Errorf("%s: %w: backing file header truncated (%d bytes)", f.Name(), ErrCorrupt, n)
+		}
+		return fileHeader{}, fmt.Errorf("%s: read header: %w", f.Name(), err)
+	}
+	h, err := parseFileHeader(b)
+	if err != nil {
+		return h, fmt.Errorf("%s: %w", f.Name(), err)
+	}
+	if int(h.BlockSize) != s.bs {
+		return h, fmt.Errorf("%s: %w: block size %d, store uses %d", f.Name(), ErrBadFormat, h.BlockSize, s.bs)
+	}
+	return h, nil
+}
+
+// InitFile writes a new header with a fresh random file ID into f, which must
+// be a new, empty backing file.
+func (s *Store) InitFile(f *os.File) error {
+	if s.isClosed() {
+		return ErrClosed
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if fi.Size() != 0 {
+		return fmt.Errorf("%w: InitFile: %s is not empty (%d bytes)", ErrInvalid, f.Name(), fi.Size())
+	}
+	return s.initHeader(f)
+}
+
+func (s *Store) initHeader(f *os.File) error {
+	h := fileHeader{Version: FormatVersion, BlockSize: uint32(s.bs)}
+	if _, err := rand.Read(h.ID[:]); err != nil {
+		return err
+	}
+	if _, err := f.WriteAt(h.marshal(), 0); err != nil {
+		return fmt.Errorf("%s: write header: %w", f.Name(), ioErr(err))
+	}
+	return nil
+}
+
+// OpenFile returns a handle on the backing file f (read-write). The store
+// takes ownership of f: it closes it when the last reference goes (or at
+// once when the file ID is already open, e.g. through another hardlink). A
+// zero-length f (created but never initialized, e.g. after a crash) is
+// initialized.
+func (s *Store) OpenFile(f *os.File) (*File, error) {
+	e, err := s.acquire(f)
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return &File{e: e}, nil
+}
+
+// acquire finds or creates the inode for f and takes a reference.
+func (s *Store) acquire(f *os.File) (*inode, error) {
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if fi.Size() == 0 {
+		if err := s.initHeader(f); err != nil {
+			return nil, err
+		}
+	}
+	h, err := s.readHeader(f)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil, ErrClosed
+	}
+	if e, ok := s.files[h.ID]; ok {
+		e.refs++
+		s.mu.Unlock()
+		f.Close()
+		return e, nil
+	}
+	s.mu.Unlock()
+	// Load outside s.mu; another opener may race us: the first insert wins.
+	e, err := s.loadInode(h.ID, f)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, ErrClosed
+	}
+	if other, ok := s.files[h.ID]; ok {
+		other.refs++
+		f.Close()
+		return other, nil
+	}
+	e.refs = 1
+	s.files[h.ID] = e
+	return e, nil
+}
+
+// loadInode reads a file's committed state from the index.
+func (s *Store) loadInode(id FileID, f *os.File) (*inode, error) {
+	e := &inode{s: s, id: id, f: f, path: f.Name(),
+		committed: make(map[int64]entry), pending: make(map[int64]entry), dirty: make(map[int64][]byte)}
+	err := s.view(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketFiles).Get(id[:])
+		if v == nil {
+			return nil
+		}
+		fv, err := parseFileVal(v)
+		if err != nil {
+			return fmt.Errorf("%s: %w", e.path, err)
+		}
+		e.known = true
+		e.size, e.committedSize, e.nextGen = fv.Size, fv.Size, fv.NextGen
+		c := tx.Bucket(bucketBlocks).Cursor()
+		for k, v := c.Seek(id[:]); len(k) >= 16 && FileID(k[:16]) == id; k, v = c.Next() {
+			_, blk, ok := parseBlockKey(k)
+			if !ok {
+				s.log.Error("blockstore: bad index key", "file", e.path, "key", fmt.Sprintf("%x", k))
+				continue
+			}
+			en, err := parseEntry(v, blk, s.bs)
+			if err != nil {
+				en = entry{bad: err}
+				s.log.Error("blockstore: bad index entry", "file", e.path, "block", blk, "err", err)
+			}
+			e.committed[blk] = en
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+// view runs fn in a read transaction; a panic inside bbolt (which it raises
+// on some corrupt pages) becomes ErrCorrupt.
+func (s *Store) view(fn func(*bolt.Tx) error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%w: index %s: %v", ErrCorrupt, s.db.Path(), r)
+		}
+	}()
+	return s.db.View(fn)
+}
+
+// update runs fn in a write transaction, with the same panic conversion.
+func (s *Store) update(fn func(*bolt.Tx) error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%w: index %s: %v", ErrCorrupt, s.db.Path(), r)
+		}
+	}()
+	return s.db.Update(fn)
+}
+
+// StatFile returns the logical size and disk usage of backing file f,
+// without opening a handle (it uses the open entry when there is one). f
+// stays the caller's.
+func (s *Store) StatFile(f *os.File) (logicalSize int64, diskBytes int64, err error) {
+	if s.isClosed() {
+		return 0, 0, ErrClosed
+	}
+	du, err := diskUsage(f)
+	if err != nil {
+		return 0, 0, err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		return 0, 0, err
+	}
+	if fi.Size() == 0 {
+		return 0, du, nil
+	}
+	h, err := s.readHeader(f)
+	if err != nil {
+		return 0, 0, err
+	}
+	s.mu.Lock()
+	e := s.files[h.ID]
+	s.mu.Unlock()
+	if e != nil {
+		e.mu.RLock()
+		defer e.mu.RUnlock()
+		return e.size, du, nil
+	}
+	var size int64
+	err = s.view(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketFiles).Get(h.ID[:])
+		if v == nil {
+			return nil
+		}
+		fv, err := parseFileVal(v)
+		if err != nil {
+			return fmt.Errorf("%s: %w", f.Name(), err)
+		}
+		size = fv.Size
+		return nil
+	})
+	return size, du, err
+}
+
+// Unlinked tells the store that the caller removed the last name of backing
+// file f (f itself stays the caller's and is still open). The file's index
+// entries are dropped now, or when the last open handle closes.
+func (s *Store) Unlinked(f *os.File) error {
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if fi.Size() == 0 {
+		return nil // never initialized: nothing indexed
+	}
+	h, err := s.readHeader(f)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return ErrClosed
+	}
+	if e, ok := s.files[h.ID]; ok {
+		s.mu.Unlock()
+		e.mu.Lock()
+		e.unlinked = true
+		e.mu.Unlock()
+		s.mu.Lock()
+		last := e.refs == 0
+		s.mu.Unlock()
+		if last {
+			return s.commit(context.Background(), e)
+		}
+		return nil
+	}
+	s.mu.Unlock()
+	// Not open: drop the entries now.
+	s.commitMu.Lock()
+	defer s.commitMu.Unlock()
+	var d statCounters
+	err = s.update(func(tx *bolt.Tx) error {
+		d = statCounters{}
+		return dropFileTx(tx, h.ID, s.bs, &d)
+	})
+	if err != nil {
+		return fmt.Errorf("%s: drop index entries: %w", f.Name(), err)
+	}
+	s.addStats(&d)
+	return nil
+}
+
+// dropFileTx deletes a file's entries from the index and accounts them in d.
+func dropFileTx(tx *bolt.Tx, id FileID, bs int, d *statCounters) error {
+	files := tx.Bucket(bucketFiles)
+	if v := files.Get(id[:]); v != nil {
+		if fv, err := parseFileVal(v); err == nil {
+			d.addSize(fv.Size, 0, bs)
+		}
+		d.Files--
+		if err := files.Delete(id[:]); err != nil {
+			return err
+		}
+	}
+	blocks := tx.Bucket(bucketBlocks)
+	c := blocks.Cursor()
+	var keys [][]byte
+	for k, v := c.Seek(id[:]); len(k) >= 16 && FileID(k[:16]) == id; k, v = c.Next() {
+		if _, blk, ok := parseBlockKey(k); ok {
+			if en, err := parseEntry(v, blk, bs); err == nil {
+				d.addEntry(&en, -1)
+			}
+		}
+		keys = append(keys, append([]byte(nil), k...))
+	}
+	for _, k := range keys {
+		if err := blocks.Delete(k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *Store) addStats(d *statCounters) {
+	s.statsMu.Lock()
+	s.stats.add(d)
+	s.statsMu.Unlock()
+}
+
+func diskUsage(f *os.File) (int64, error) {
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		return 0, err
+	}
+	return st.Blocks * 512, nil
+}
+
+// ioErr classifies an error of the backing filesystem.
+func ioErr(err error) error {
+	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+		return fmt.Errorf("%w: %v", ErrNoSpace, err)
+	}
+	if errors.Is(err, syscall.EFBIG) {
+		return fmt.Errorf("%w: %v", ErrTooLarge, err)
+	}
+	return err
+}
