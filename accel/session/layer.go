@@ -134,18 +134,18 @@ func (l *Layer) addEngine(e engine) *engState {
 }
 
 func (l *Layer) openCtx(es *engState, k regionKey) error {
-	var c *hctx
-	// notify is bound before the queue can post anything: c is set below,
-	// and a CPU queue posts only after a submit on c.
+	// The queue may call notify from its own goroutines; c is published
+	// atomically once it exists (nothing completes before a submit on c).
+	var cp atomic.Pointer[hctx]
 	q, err := es.e.openQueue(k.node, k.dir, k.mode, func() {
-		if c != nil && c.pol != nil {
+		if c := cp.Load(); c != nil && c.pol != nil {
 			c.pol.kick()
 		}
 	})
 	if err != nil {
 		return err
 	}
-	c = newCtx(l, es, k.node, k.dir, k.mode, q)
+	c := newCtx(l, es, k.node, k.dir, k.mode, q)
 	c.id = len(l.ctxs)
 	l.ctxs = append(l.ctxs, c)
 	r := es.regions[k]
@@ -155,6 +155,7 @@ func (l *Layer) openCtx(es *engState, k regionKey) error {
 	}
 	r.ctxs = append(r.ctxs, c)
 	es.nctx++
+	cp.Store(c)
 	return nil
 }
 

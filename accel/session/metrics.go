@@ -17,6 +17,7 @@ const (
 	CauseQueueDisabled = "queue_disabled" // queue disabled (reset, ds_tx/ds_rx), pending requests redone
 	CauseTimeout       = "timeout"        // no completion within the timeout, ctx retired, requests redone
 	CauseNoCtx         = "no_ctx"         // no live hardware ctx for the request, routed to the CPU
+	CauseRejected      = "rejected"       // the hardware queue refused the request (size, header), run on the CPU
 )
 
 // latBuckets is the number of latency histogram buckets: bucket i counts

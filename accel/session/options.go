@@ -32,6 +32,7 @@ type config struct {
 	timeout    time.Duration
 	logger     *slog.Logger
 	engines    []engine
+	noOffload  bool
 }
 
 func defaultConfig() config {
@@ -165,4 +166,12 @@ func withEngine(e engine) Option {
 		c.engines = append(c.engines, e)
 		return nil
 	}
+}
+
+// WithCPUOffload sets whether a request whose hardware region is full is
+// sent to the CPU when the CPU has a free credit (load balancing). With
+// false such a request waits for a hardware credit: every request the
+// hardware supports runs on it (benchmarks of one engine). Default true.
+func WithCPUOffload(on bool) Option {
+	return func(c *config) error { c.noOffload = !on; return nil }
 }

@@ -47,6 +47,10 @@ func (p *poller) run() {
 	}
 	idle := 0
 	lastScan := time.Now()
+	hw := !p.ctxs[0].es.e.isCPU()
+	scanEvery := p.l.cfg.timeout / 8
+	timer := time.NewTimer(scanEvery)
+	defer timer.Stop()
 	for {
 		n := 0
 		for _, c := range p.ctxs {
@@ -56,11 +60,11 @@ func (p *poller) run() {
 			idle = 0
 			continue
 		}
-		if !p.notify && time.Since(lastScan) > p.l.cfg.timeout/8 {
+		if hw && time.Since(lastScan) > scanEvery {
 			p.l.checkTimeouts(p.ctxs)
 			lastScan = time.Now()
 		}
-		if p.notify || p.inflight() == 0 {
+		if p.inflight() == 0 {
 			// Nothing can complete without a wake: block. A submit kicks
 			// after it raised inflight, so no wake-up is lost.
 			select {
@@ -70,9 +74,25 @@ func (p *poller) run() {
 			}
 			continue
 		}
-		// Hardware work in flight and nothing ready: back off without
-		// burning a core: yield first, then wait on a queue (interrupt
-		// mode where the queue has it), then short sleeps.
+		if p.notify {
+			// Completions kick us; hardware work in flight still needs the
+			// periodic timeout scan.
+			var tc <-chan time.Time
+			if hw {
+				timer.Reset(scanEvery)
+				tc = timer.C
+			}
+			select {
+			case <-p.wake:
+			case <-tc:
+			case <-p.l.stopCh:
+				return
+			}
+			continue
+		}
+		// Hardware work in flight, no notification and nothing ready: back
+		// off without burning a core: yield first, then wait on a queue
+		// (poll() in interrupt mode on a real queue), then short sleeps.
 		idle++
 		if idle < 32 {
 			runtime.Gosched()

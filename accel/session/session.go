@@ -217,7 +217,7 @@ func (s *Session) dispatch(ctx context.Context, t *task, mode Mode) error {
 			}
 			if got == nil {
 				// hardware region full: the CPU if it has room now, else wait.
-				if cc := s.ctxFor(engCPU, mode); cc.tryCredit() {
+				if cc := s.ctxFor(engCPU, mode); !l.cfg.noOffload && cc.tryCredit() {
 					if err := cc.submit(t); err == nil {
 						l.countFallback(CauseQueueFull, nil)
 						return nil
@@ -235,6 +235,11 @@ func (s *Session) dispatch(ctx context.Context, t *task, mode Mode) error {
 			err := got.submit(t)
 			if err == nil {
 				return nil
+			}
+			if errors.Is(err, errRejected) {
+				l.countFallback(CauseRejected, err)
+				useHW = false
+				continue
 			}
 			if errors.Is(err, ErrQueueFull) {
 				// credits say there is room but the queue says no: do not spin,

@@ -1,0 +1,277 @@
+package session
+
+import (
+	"bytes"
+	"context"
+	"math/rand"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/accelfs/accelfs/accel/emu"
+	"github.com/accelfs/accelfs/codec"
+)
+
+// newEmu creates an emulated hisi_zip device (closed in cleanup, after the
+// layer: cleanups run last-registered first).
+func newEmu(t testing.TB, o emu.Options) *emu.Device {
+	t.Helper()
+	o.SysfsRoot = t.TempDir()
+	d, err := emu.New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = d.Close() })
+	return d
+}
+
+// emuLayer builds a layer over one emulated device.
+func emuLayer(t testing.TB, d *emu.Device, opts ...Option) *Layer {
+	t.Helper()
+	devs, err := d.Discover()
+	if err != nil || len(devs) != 1 {
+		t.Fatalf("discover: %v %v", devs, err)
+	}
+	return newTestLayer(t, append([]Option{WithDevice(d, devs[0])}, opts...)...)
+}
+
+func init() {
+	benchEngines = append(benchEngines,
+		benchEngine{"emu", func(b *testing.B) []Option {
+			d := newEmu(b, emu.Options{})
+			devs, _ := d.Discover()
+			return []Option{WithDevice(d, devs[0]), WithCPUOffload(false)}
+		}},
+		benchEngine{"emu-hisi", func(b *testing.B) []Option {
+			d := newEmu(b, emu.Options{Model: emu.HisiZipModel()})
+			devs, _ := d.Discover()
+			return []Option{WithDevice(d, devs[0]), WithCPUOffload(false)}
+		}},
+	)
+}
+
+// TestEmuStress: many goroutines x many sessions, sync and async, on the
+// emulated device with 16-entry rings (they wrap many times), two nodes.
+func TestEmuStress(t *testing.T) {
+	for _, async := range []bool{false, true} {
+		name := map[bool]string{false: "sync", true: "async"}[async]
+		t.Run(name, func(t *testing.T) {
+			d := newEmu(t, emu.Options{Depth: 16, Node: 1})
+			l := emuLayer(t, d, WithSysRoot(twoNodeRoot(t)), WithThreshold(1024, 1024), WithHWCtxsPerRegion(2))
+			runStress(t, l, codec.Deflate, stress{goroutines: 8, sessions: 16, perG: 40, async: async, sizes: []int{100, 4096, 16 << 10, 64 << 10}})
+			m := l.Metrics()
+			hw := m.Engines["hisi_zip-0"]
+			if hw.Requests < 200 || hw.Errors != 0 {
+				t.Fatalf("hardware engine: %+v", hw)
+			}
+			if st := d.Stats(); st.Requests != int64(hw.Requests) {
+				t.Fatalf("device saw %d requests, session counted %d", st.Requests, hw.Requests)
+			}
+			t.Logf("hw %d requests, cpu %d, fallbacks %v", hw.Requests, m.Engines["cpu"].Requests, m.Fallbacks)
+		})
+	}
+}
+
+// TestEmuFormatsInterchangeable: what the device writes decodes with the
+// CPU codec and what the CPU writes decodes on the device, for deflate, zlib
+// and gzip.
+func TestEmuFormatsInterchangeable(t *testing.T) {
+	d := newEmu(t, emu.Options{})
+	l := emuLayer(t, d, WithThreshold(0, 0), WithCPUOffload(false))
+	rnd := rand.New(rand.NewSource(11))
+	ctx := context.Background()
+	for _, algo := range []codec.ID{codec.Deflate, codec.Zlib, codec.Gzip} {
+		cs, _ := l.NewSession(SessionOptions{Algo: algo, Dir: Compress, Node: 0})
+		ds, _ := l.NewSession(SessionOptions{Algo: algo, Dir: Decompress, Node: 0})
+		for kind := 0; kind < 4; kind++ {
+			src := testData(rnd, kind, 100<<10)
+			r := &Request{Src: src}
+			if err := cs.Do(ctx, r); err != nil || r.Engine != "hisi_zip-0" {
+				t.Fatalf("%v hw compress: %v on %q", algo, err, r.Engine)
+			}
+			checkCompressed(t, algo, src, r.Out)
+			comp, err := codec.Compress(algo, 0, nil, src)
+			if err != nil {
+				t.Fatal(err)
+			}
+			dr := &Request{Src: comp, RawLen: len(src)}
+			if err := ds.Do(ctx, dr); err != nil || dr.Engine != "hisi_zip-0" || !bytes.Equal(dr.Out, src) {
+				t.Fatalf("%v hw decompress of CPU output: %v on %q", algo, err, dr.Engine)
+			}
+		}
+	}
+}
+
+// TestEmuOutOfOrder: four async queues with different added latencies:
+// completions arrive out of submit order, each callback runs exactly once.
+func TestEmuOutOfOrder(t *testing.T) {
+	d := newEmu(t, emu.Options{Queues: 64})
+	l := emuLayer(t, d, WithThreshold(0, 0), WithHWCtxsPerRegion(4), WithCPUOffload(false))
+	for i, qid := 0, uint16(0); qid < 64; qid++ {
+		if q := d.Queue(qid); q != nil {
+			q.SetLatency(time.Duration(i%4) * 300 * time.Microsecond)
+			i++
+		}
+	}
+	var sess []*Session
+	for i := 0; i < 8; i++ {
+		s, _ := l.NewSession(SessionOptions{Algo: codec.Gzip, Dir: Compress, Node: 0})
+		sess = append(sess, s)
+	}
+	const n = 400
+	calls := make([]atomic.Int32, n)
+	var mu sync.Mutex
+	var order []int
+	var wg sync.WaitGroup
+	wg.Add(n)
+	rnd := rand.New(rand.NewSource(12))
+	srcs := make([][]byte, n)
+	reqs := make([]*Request, n)
+	for i := 0; i < n; i++ {
+		srcs[i] = testData(rnd, i, 4096)
+		reqs[i] = &Request{Src: srcs[i]}
+		i := i
+		if err := sess[i%len(sess)].Submit(context.Background(), reqs[i], func(*Request) {
+			calls[i].Add(1)
+			mu.Lock()
+			order = append(order, i)
+			mu.Unlock()
+			wg.Done()
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wg.Wait()
+	inversions := 0
+	for i := 1; i < len(order); i++ {
+		if order[i] < order[i-1] {
+			inversions++
+		}
+	}
+	if inversions == 0 {
+		t.Fatal("completions arrived in submit order")
+	}
+	time.Sleep(5 * time.Millisecond) // a duplicate callback would show up now
+	for i := range calls {
+		if c := calls[i].Load(); c != 1 {
+			t.Fatalf("request %d: callback ran %d times", i, c)
+		}
+		if reqs[i].Engine != "hisi_zip-0" {
+			t.Fatalf("request %d ran on %q", i, reqs[i].Engine)
+		}
+		checkCompressed(t, codec.Gzip, srcs[i], reqs[i].Out)
+	}
+	t.Logf("%d inversions in %d completions", inversions, n)
+}
+
+// TestEmuInjectedErrors: 1% of device requests fail with an error status:
+// 0 wrong bytes, every failure counted as an error_status fallback.
+func TestEmuInjectedErrors(t *testing.T) {
+	d := newEmu(t, emu.Options{Depth: 32})
+	d.SetFaults(emu.Faults{ErrorRate: 0.01})
+	l := emuLayer(t, d, WithSysRoot(twoNodeRoot(t)), WithThreshold(0, 0), WithCPUOffload(false))
+	runStress(t, l, codec.Zlib, stress{goroutines: 4, sessions: 8, perG: 150, async: true, sizes: []int{4096, 32 << 10}})
+	inj := d.Stats().Injected
+	m := l.Metrics()
+	if inj == 0 {
+		t.Fatal("nothing injected")
+	}
+	if m.Fallbacks[CauseErrorStatus] != uint64(inj) || m.Engines["hisi_zip-0"].Errors != uint64(inj) {
+		t.Fatalf("injected %d, fallbacks %v, engine errors %d", inj, m.Fallbacks, m.Engines["hisi_zip-0"].Errors)
+	}
+	t.Logf("injected %d errors in %d device requests; %d redone on the CPU", inj, d.Stats().Requests, m.Engines["cpu"].Requests)
+}
+
+// TestEmuQueueBudget: the device's queue budget is used up by another user:
+// busy_at_open is counted and the work runs on the CPU.
+func TestEmuQueueBudget(t *testing.T) {
+	d := newEmu(t, emu.Options{Queues: 3})
+	l := emuLayer(t, d, WithThreshold(0, 0))
+	m := l.Metrics()
+	if m.Fallbacks[CauseBusyAtOpen] != 1 || m.Engines["hisi_zip-0"].Ctxs != 3 {
+		t.Fatalf("fallbacks %v ctxs %d", m.Fallbacks, m.Engines["hisi_zip-0"].Ctxs)
+	}
+	// A second layer (another "process") finds no queue at all.
+	l2 := emuLayer(t, d, WithThreshold(0, 0))
+	if l2.HardwareFor(codec.Deflate, Compress) || l2.Metrics().Fallbacks[CauseBusyAtOpen] != 4 {
+		t.Fatalf("second user: %+v", l2.Metrics())
+	}
+	runStress(t, l2, codec.Deflate, stress{goroutines: 2, sessions: 2, perG: 10, async: true, sizes: []int{8192}})
+	if m2 := l2.Metrics(); m2.Engines["hisi_zip-0"].Requests != 0 || m2.Engines["cpu"].Requests != 40 {
+		t.Fatalf("second user: %+v", m2.Engines)
+	}
+}
+
+// TestEmuQueueDisabled: the device disables a queue mid-stream (reset):
+// pending requests are redone on the CPU, later ones use the other ctxs.
+func TestEmuQueueDisabled(t *testing.T) {
+	d := newEmu(t, emu.Options{})
+	d.SetFaults(emu.Faults{DisableAfter: 30})
+	l := emuLayer(t, d, WithThreshold(0, 0), WithHWCtxsPerRegion(2), WithCPUOffload(false))
+	runStress(t, l, codec.Deflate, stress{goroutines: 4, sessions: 4, perG: 40, async: true, sizes: []int{4096, 64 << 10}})
+	m := l.Metrics()
+	if m.Fallbacks[CauseQueueDisabled] == 0 {
+		t.Fatalf("fallbacks %v", m.Fallbacks)
+	}
+	if m.Engines["hisi_zip-0"].Ctxs != 7 {
+		t.Fatalf("live ctxs %d, want 7", m.Engines["hisi_zip-0"].Ctxs)
+	}
+	t.Logf("fallbacks %v", m.Fallbacks)
+}
+
+// TestEmuCancelLeaksNothing: requests cancelled while waiting for credits
+// return ctx.Err, the submitted ones complete, Close leaves no goroutine and
+// the device gets every queue back.
+func TestEmuCancelLeaksNothing(t *testing.T) {
+	d := newEmu(t, emu.Options{Depth: 4, Model: emu.Model{Latency: 20 * time.Millisecond}})
+	l := emuLayer(t, d, WithThreshold(0, 0), WithCPUOffload(false))
+	s, _ := l.NewSession(SessionOptions{Algo: codec.Deflate, Dir: Compress, Node: 0})
+	var done, cancelled atomic.Int32
+	var wg sync.WaitGroup
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 4; i++ {
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Millisecond)
+				err := s.Submit(ctx, &Request{Src: make([]byte, 8192)}, func(*Request) { done.Add(1) })
+				cancel()
+				if err != nil {
+					cancelled.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if cancelled.Load() == 0 {
+		t.Fatal("no submission was cancelled: the queue never filled")
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if done.Load()+cancelled.Load() != 32 {
+		t.Fatalf("done %d + cancelled %d != 32", done.Load(), cancelled.Load())
+	}
+	if st := d.Stats(); st.OpenQueues != 0 {
+		t.Fatalf("device still has %d open queues", st.OpenQueues)
+	}
+	t.Logf("%d completed, %d cancelled", done.Load(), cancelled.Load())
+}
+
+// TestEmuTimeout: completions later than the timeout retire the ctx and
+// redo the requests on the CPU.
+func TestEmuTimeout(t *testing.T) {
+	d := newEmu(t, emu.Options{Model: emu.Model{Latency: 300 * time.Millisecond}})
+	l := emuLayer(t, d, WithThreshold(0, 0), WithTimeout(30*time.Millisecond))
+	s, _ := l.NewSession(SessionOptions{Algo: codec.Deflate, Dir: Compress, Node: 0})
+	src := testData(rand.New(rand.NewSource(13)), 0, 8192)
+	r := &Request{Src: src}
+	if err := s.Do(context.Background(), r); err != nil {
+		t.Fatal(err)
+	}
+	if r.Engine != "cpu" || l.Metrics().Fallbacks[CauseTimeout] != 1 {
+		t.Fatalf("engine %q fallbacks %v", r.Engine, l.Metrics().Fallbacks)
+	}
+	checkCompressed(t, codec.Deflate, src, r.Out)
+}

@@ -1,0 +1,160 @@
+package session
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/accelfs/accelfs/accel/qm"
+	"github.com/accelfs/accelfs/accel/uacce"
+	"github.com/accelfs/accelfs/codec"
+)
+
+// WithDevice adds a hardware engine over one uacce device, whose queues are
+// opened through p (uacce.Host for a real device, an accel/emu emulator for
+// the emulated one). The engine is named after the device ("hisi_zip-0").
+// Its queues are opened in New, cfg.hwCtxs per (node, mode, direction) on
+// the device's node; EBUSY there is a "busy_at_open" fallback, not an error.
+func WithDevice(p uacce.Provider, d uacce.Device) Option {
+	return func(c *config) error {
+		if p == nil {
+			return fmt.Errorf("%w: nil provider for %s", ErrNoDevice, d.Name)
+		}
+		if d.Isolated {
+			return fmt.Errorf("%w: %s is isolated", ErrNoDevice, d.Name)
+		}
+		c.engines = append(c.engines, &hwEngine{p: p, dev: d})
+		return nil
+	}
+}
+
+// hwEngine is a uacce device driven through accel/qm zip queues.
+type hwEngine struct {
+	p   uacce.Provider
+	dev uacce.Device
+}
+
+// zipAlg maps a codec id to the hisi_zip request type; false when the
+// device cannot run it (lz4 block format, zstd and none are CPU-only here).
+func zipAlg(id codec.ID) (qm.Alg, string, bool) {
+	switch id {
+	case codec.Deflate:
+		return qm.AlgDeflate, "deflate", true
+	case codec.Zlib:
+		return qm.AlgZlib, "zlib", true
+	case codec.Gzip:
+		return qm.AlgGzip, "gzip", true
+	}
+	return 0, "", false
+}
+
+func (e *hwEngine) name() string { return e.dev.Name }
+func (e *hwEngine) isCPU() bool  { return false }
+func (e *hwEngine) nodes() []int { return []int{e.dev.Node} }
+func (e *hwEngine) close() error { return nil }
+
+func (e *hwEngine) supports(id codec.ID, _ Direction) bool {
+	_, name, ok := zipAlg(id)
+	return ok && e.dev.HasAlgorithm(name)
+}
+
+func (e *hwEngine) openQueue(_ int, dir Direction, mode Mode, notify func()) (queue, error) {
+	q, err := e.p.Open(e.dev, uacce.Direction(dir))
+	if err != nil {
+		if errors.Is(err, uacce.ErrBusy) {
+			return nil, fmt.Errorf("%w: %w", errBusy, err)
+		}
+		return nil, err
+	}
+	// Interrupt mode lets a poller with nothing ready park in poll() on a
+	// real queue instead of sleeping blind (§1.6, §2.5).
+	z, err := qm.NewZipQueue(q, qm.ZipOptions{Interrupt: true})
+	if err != nil {
+		_ = q.Close()
+		return nil, err
+	}
+	hq := &hwQueue{z: z, dir: dir, mode: mode}
+	// The emulator can call us when it posts a CQE; a real queue cannot
+	// (pollers then back off and park in Wait).
+	if n, ok := q.(uacce.Notifier); ok && notify != nil {
+		n.SetNotify(notify)
+		hq.notify = true
+	}
+	return hq, nil
+}
+
+// hwQueue adapts a qm.ZipQueue to the queue interface.
+type hwQueue struct {
+	z    *qm.ZipQueue
+	dir  Direction
+	mode Mode
+	// notify: the queue calls the ctx's notify hook on every completion.
+	notify bool
+}
+
+func (q *hwQueue) depth() int     { return q.z.Capacity() }
+func (q *hwQueue) notifies() bool { return q.notify }
+
+func (q *hwQueue) wait(d time.Duration) { _, _ = q.z.Wait(d) }
+
+// hwPriv is what a ZipRequest carries for the session layer: its tag and,
+// for decompression, the exact expected output length.
+type hwPriv struct {
+	tag    uint16
+	rawLen int
+}
+
+func (q *hwQueue) submit(tag uint16, o *op) error {
+	alg, _, ok := zipAlg(o.algo)
+	if !ok {
+		return fmt.Errorf("%w: %v on hardware", errRejected, o.algo)
+	}
+	dst := o.dst
+	if o.dir == Decompress && cap(dst) < o.rawLen {
+		dst = make([]byte, 0, o.rawLen)
+		o.dst = dst
+	}
+	r := &qm.ZipRequest{Alg: alg, Src: o.src, Dst: dst, Priv: hwPriv{tag, o.rawLen}}
+	err := q.z.Submit(r)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, qm.ErrBusy):
+		return fmt.Errorf("%w: %w", ErrQueueFull, err)
+	case errors.Is(err, qm.ErrBadRequest):
+		return fmt.Errorf("%w: %w", errRejected, err)
+	case errors.Is(err, qm.ErrQueueDisabled), errors.Is(err, qm.ErrClosed), errors.Is(err, qm.ErrProtocol):
+		return fmt.Errorf("%w: %w", errDisabled, err)
+	}
+	return err
+}
+
+func (q *hwQueue) reap(out []completion) (int, error) {
+	n := 0
+	_, err := q.z.Poll(len(out), func(r *qm.ZipRequest) {
+		p, _ := r.Priv.(hwPriv)
+		c := completion{tag: p.tag, out: r.Out, err: r.Err}
+		if c.err == nil && q.dir == Decompress && len(r.Out) != p.rawLen {
+			c.err = fmt.Errorf("%w: device produced %d bytes, want %d", ErrDevice, len(r.Out), p.rawLen)
+		}
+		out[n] = c
+		n++
+	})
+	if err != nil {
+		return n, fmt.Errorf("%w: %w", errDisabled, err)
+	}
+	return n, nil
+}
+
+// close stops the queue, then drains the requests qm still holds (they are
+// delivered with ErrClosed) so every buffer pin is released.
+func (q *hwQueue) close() error {
+	err := q.z.Close()
+	for i := 0; q.z.InFlight() > 0 && i < 1<<16; i++ {
+		n, perr := q.z.Poll(0, func(*qm.ZipRequest) {})
+		if n == 0 && perr != nil {
+			break
+		}
+	}
+	return err
+}
