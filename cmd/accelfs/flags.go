@@ -17,8 +17,11 @@ import (
 func algoFlag() cli.Flag {
 	return &cli.StringFlag{
 		Name:  "algo",
-		Usage: "compression for new blocks: lz4, zstd, deflate, zlib, gzip or none (default: the store's, lz4 for a new store)",
+		Usage: "compression for new blocks: lz4, zstd, deflate, zlib, gzip, none, or auto (deflate on an accelerator, lz4 on the CPU) (default: the store's, lz4 for a new store)",
 		Action: func(c *cli.Context, v string) error {
+			if v == "auto" {
+				return nil
+			}
 			if _, err := codec.Parse(v); err != nil {
 				return usagef("--algo %q: %v", v, err)
 			}
@@ -83,6 +86,12 @@ func storeOptions(c *cli.Context) (*blockstore.Options, error) {
 			return nil, err
 		}
 		o.BlockSize = bs
+	}
+	if c.IsSet("algo") && c.String("algo") == "auto" {
+		// Chosen once the engine is known (serve: autoAlgo); --level is
+		// checked against that algorithm by the store.
+		o.Level = c.Int("level")
+		return o, nil
 	}
 	if c.IsSet("algo") {
 		id, err := codec.Parse(c.String("algo"))

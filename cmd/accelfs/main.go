@@ -34,8 +34,16 @@ func exitCode(err error) int {
 		return exitOK
 	}
 	fmt.Fprintln(os.Stderr, "accelfs:", err)
+	return exitCodeFor(err)
+}
+
+// exitCodeFor classifies err.
+func exitCodeFor(err error) int {
 	var ue usageError
-	if errors.As(err, &ue) {
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.As(err, &ue):
 		return exitUsage
 	}
 	return exitFailure
