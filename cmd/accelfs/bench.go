@@ -1,0 +1,274 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"text/tabwriter"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/accelfs/accelfs/accel/session"
+	"github.com/accelfs/accelfs/codec"
+)
+
+// benchResult is one line of `accelfs bench`.
+type benchResult struct {
+	Engine        string  `json:"engine"`
+	Algo          string  `json:"algo"`
+	Auto          bool    `json:"auto"` // what --accel auto / --algo auto would use
+	CompressMBs   float64 `json:"compress_mb_s"`
+	DecompressMBs float64 `json:"decompress_mb_s"`
+	Ratio         float64 `json:"ratio"` // stored/raw
+}
+
+// latencyPoint is one size of the threshold measurement.
+type latencyPoint struct {
+	Size  int     `json:"size"`
+	CPUus float64 `json:"cpu_us"`
+	HWus  float64 `json:"hw_us"`
+}
+
+type benchReport struct {
+	BlockSize int            `json:"block_size"`
+	Results   []benchResult  `json:"results"`
+	Latency   []latencyPoint `json:"latency,omitempty"`
+	// Threshold is the smallest measured size at which one synchronous
+	// request finished sooner on the hardware engine than on the CPU (the
+	// value for --hw-threshold); -1 when the hardware never won.
+	Threshold int `json:"threshold"`
+}
+
+func benchCommand() *cli.Command {
+	flags := []cli.Flag{
+		&cli.StringFlag{Name: "size", Value: "128K", Usage: "block size to measure"},
+		&cli.DurationFlag{Name: "time", Value: 500 * time.Millisecond, Usage: "duration of each measurement"},
+		&cli.BoolFlag{Name: "json", Usage: "print a JSON document"},
+	}
+	flags = append(flags, accelFlags()...)
+	return &cli.Command{
+		Name:  "bench",
+		Usage: "measure compression engines (MB/s) and the CPU/accelerator size threshold",
+		Description: `Measures every engine --accel offers: the CPU (lz4 and deflate) and each
+accelerator device (deflate), compressing and decompressing blocks of --size
+in batches through the session layer as a mount does, and marks with * the
+engine and algorithm 'auto' would pick. With a device it also measures the
+latency of single synchronous requests from 1K to 128K on both engines and
+prints the smallest size at which the device wins: the value for
+--hw-threshold. Input is this program's binary (compressible, not trivial).
+
+Examples:
+   accelfs bench
+   accelfs bench --accel emu --emu-model hisi_zip
+   accelfs bench --accel hisi_zip-0 --size 64K --json`,
+		Flags: flags,
+		Action: func(c *cli.Context) error {
+			size, err := parseSize(c.String("size"))
+			if err != nil || size < 1 || size > 8<<20 {
+				return usagef("--size %q: want 1 byte .. 8M", c.String("size"))
+			}
+			rep, err := runBench(c, size, c.Duration("time"))
+			if err != nil {
+				return err
+			}
+			if c.Bool("json") {
+				b, err := json.MarshalIndent(rep, "", "  ")
+				if err != nil {
+					return err
+				}
+				_, err = fmt.Fprintf(c.App.Writer, "%s\n", b)
+				return err
+			}
+			return printBench(c.App.Writer, rep)
+		},
+	}
+}
+
+// benchCorpus returns n bytes of this binary (repeated if short).
+func benchCorpus(n int) []byte {
+	exe, _ := os.Executable()
+	b, _ := os.ReadFile(exe)
+	if len(b) == 0 {
+		b = []byte("accelfs bench fallback corpus: the binary could not be read. ")
+	}
+	out := make([]byte, 0, n)
+	for len(out) < n {
+		out = append(out, b[:min(len(b), n-len(out))]...)
+	}
+	return out
+}
+
+func runBench(c *cli.Context, size int, d time.Duration) (*benchReport, error) {
+	rep := &benchReport{BlockSize: size, Threshold: -1}
+	const blocks = 32
+	corpus := benchCorpus(size * blocks)
+	// CPU engine alone.
+	cpuL, err := session.New(session.WithPollers(c.Int("pollers")))
+	if err != nil {
+		return nil, err
+	}
+	defer cpuL.Close()
+	set, err := selectEngines(c)
+	if err != nil {
+		return nil, err
+	}
+	defer set.Close()
+	hasHW := len(set.devs) > 0 && set.devs[0].HasAlgorithm("deflate")
+	for _, algo := range []codec.ID{codec.LZ4, codec.Deflate} {
+		r, err := benchEngine(cpuL, "cpu", algo, corpus, size, d)
+		if err != nil {
+			return nil, err
+		}
+		r.Auto = !hasHW && algo == codec.LZ4
+		rep.Results = append(rep.Results, r)
+	}
+	// Each device alone: deflate only, no offload to the CPU, no threshold.
+	var hwL *session.Layer
+	for i, dev := range set.devs {
+		if !dev.HasAlgorithm("deflate") {
+			continue
+		}
+		l, err := session.New(session.WithPollers(c.Int("pollers")), session.WithHWCtxsPerRegion(c.Int("hw-queues")),
+			session.WithThreshold(0, 0), session.WithCPUOffload(false), session.WithDevice(set.prov, dev))
+		if err != nil {
+			return nil, err
+		}
+		defer l.Close()
+		if !l.HardwareFor(codec.Deflate, session.Compress) {
+			return nil, fmt.Errorf("%s: no queue could be opened (%v)", dev.Name, l.Metrics().Fallbacks)
+		}
+		r, err := benchEngine(l, dev.Name, codec.Deflate, corpus, size, d)
+		if err != nil {
+			return nil, err
+		}
+		r.Auto = i == 0
+		rep.Results = append(rep.Results, r)
+		if hwL == nil {
+			hwL = l
+		}
+	}
+	if hwL != nil {
+		for _, sz := range []int{1 << 10, 2 << 10, 4 << 10, 8 << 10, 16 << 10, 32 << 10, 64 << 10, 128 << 10} {
+			src := corpus[:min(sz, len(corpus))]
+			cpuT, err := syncLatency(cpuL, src, d/8)
+			if err != nil {
+				return nil, err
+			}
+			hwT, err := syncLatency(hwL, src, d/8)
+			if err != nil {
+				return nil, err
+			}
+			rep.Latency = append(rep.Latency, latencyPoint{Size: sz, CPUus: us(cpuT), HWus: us(hwT)})
+			if hwT <= cpuT && rep.Threshold < 0 {
+				rep.Threshold = sz
+			}
+		}
+	}
+	return rep, nil
+}
+
+func us(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e3 }
+
+// benchEngine measures compress and decompress MB/s of algo on l with
+// batches of blocks (Layer.Run, as the filesystem submits them).
+func benchEngine(l *session.Layer, name string, algo codec.ID, corpus []byte, size int, d time.Duration) (benchResult, error) {
+	n := len(corpus) / size
+	comp := make([]*session.Job, n)
+	for i := range comp {
+		comp[i] = &session.Job{Algo: algo, Src: corpus[i*size : (i+1)*size], Dst: make([]byte, 0, size+size/8+64)}
+	}
+	ctx := context.Background()
+	var bytesC, bytesOut int64
+	start := time.Now()
+	for time.Since(start) < d {
+		if err := l.Run(ctx, comp); err != nil {
+			return benchResult{}, err
+		}
+		for _, j := range comp {
+			if j.Err != nil {
+				return benchResult{}, fmt.Errorf("%s %v compress: %w", name, algo, j.Err)
+			}
+			bytesC += int64(len(j.Src))
+			bytesOut += int64(len(j.Out))
+		}
+	}
+	cElapsed := time.Since(start)
+	dec := make([]*session.Job, n)
+	for i, j := range comp {
+		dec[i] = &session.Job{Decompress: true, Algo: algo, Src: append([]byte(nil), j.Out...), RawLen: size, Dst: make([]byte, 0, size)}
+	}
+	var bytesD int64
+	start = time.Now()
+	for time.Since(start) < d {
+		if err := l.Run(ctx, dec); err != nil {
+			return benchResult{}, err
+		}
+		for i, j := range dec {
+			if j.Err != nil || len(j.Out) != size || string(j.Out) != string(comp[i].Src) {
+				return benchResult{}, fmt.Errorf("%s %v decompress block %d: wrong result (%v)", name, algo, i, j.Err)
+			}
+			bytesD += int64(size)
+		}
+	}
+	dElapsed := time.Since(start)
+	return benchResult{Engine: name, Algo: algo.String(),
+		CompressMBs:   float64(bytesC) / 1e6 / cElapsed.Seconds(),
+		DecompressMBs: float64(bytesD) / 1e6 / dElapsed.Seconds(),
+		Ratio:         float64(bytesOut) / float64(bytesC)}, nil
+}
+
+// syncLatency is the mean time of one synchronous deflate compression of
+// src (one request in flight), measured for about d.
+func syncLatency(l *session.Layer, src []byte, d time.Duration) (time.Duration, error) {
+	s, err := l.NewSession(session.SessionOptions{Algo: codec.Deflate, Dir: session.Compress, Node: -1})
+	if err != nil {
+		return 0, err
+	}
+	dst := make([]byte, 0, len(src)+len(src)/8+64)
+	ctx := context.Background()
+	n := 0
+	start := time.Now()
+	for time.Since(start) < d || n < 10 {
+		if err := s.Do(ctx, &session.Request{Src: src, Dst: dst}); err != nil {
+			return 0, err
+		}
+		n++
+	}
+	return time.Since(start) / time.Duration(n), nil
+}
+
+func printBench(w io.Writer, rep *benchReport) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "block size %d bytes; * = what --accel auto --algo auto uses\n", rep.BlockSize)
+	fmt.Fprintln(tw, "\tENGINE\tALGO\tCOMPRESS MB/s\tDECOMPRESS MB/s\tSTORED/RAW")
+	for _, r := range rep.Results {
+		mark := ""
+		if r.Auto {
+			mark = "*"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%.0f\t%.0f\t%.3f\n", mark, r.Engine, r.Algo, r.CompressMBs, r.DecompressMBs, r.Ratio)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if len(rep.Latency) == 0 {
+		return nil
+	}
+	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "\nSIZE\tCPU µs/request\tDEVICE µs/request")
+	for _, p := range rep.Latency {
+		fmt.Fprintf(tw, "%d\t%.1f\t%.1f\n", p.Size, p.CPUus, p.HWus)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if rep.Threshold < 0 {
+		_, err := fmt.Fprintln(w, "the device never beat the CPU on one synchronous request; consider a large --hw-threshold")
+		return err
+	}
+	_, err := fmt.Fprintf(w, "the device wins from %d bytes: --hw-threshold %d\n", rep.Threshold, rep.Threshold)
+	return err
+}
