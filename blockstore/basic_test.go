@@ -60,7 +60,7 @@ func TestBasicRoundTrip(t *testing.T) {
 
 func itoa(n int) string {
 	if n >= 1024 && n%1024 == 0 {
-		return strings.TrimSpace(string(rune('0'+0))) [:0] + itoa2(n/1024) + "k"
+		return strings.TrimSpace(string(rune('0' + 0)))[:0] + itoa2(n/1024) + "k"
 	}
 	return itoa2(n)
 }
