@@ -220,6 +220,12 @@ func serve(c *cli.Context, backing, mnt string) (err error) {
 		return err
 	}
 	logger.Info("mounted", "backing", backing, "mountpoint", mnt, "pid", os.Getpid(), "version", versionString())
+	// `accelfs umount` reads this to wait for our exit. Removed after the
+	// store is closed.
+	if err := os.WriteFile(pidFile(backing), []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
+		logger.Warn("cannot write the pid file; umount will not wait for this server", "err", err)
+	}
+	defer os.Remove(pidFile(backing))
 	note.send("ok")
 
 	sigs := make(chan os.Signal, 2)

@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"syscall"
 
 	"github.com/urfave/cli/v2"
@@ -122,7 +124,7 @@ func printStats(w io.Writer, raw []byte) error {
 				if _, isMap := e[k].(map[string]any); isMap {
 					continue
 				}
-				fmt.Fprintf(w, " %s=%v", k, e[k])
+				fmt.Fprintf(w, " %s=%s", k, number(e[k]))
 			}
 			fmt.Fprintln(w)
 		}
@@ -154,4 +156,12 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+// number prints JSON numbers that are integers without an exponent.
+func number(v any) string {
+	if f, ok := v.(float64); ok && f == math.Trunc(f) && math.Abs(f) < 1e18 {
+		return strconv.FormatInt(int64(f), 10)
+	}
+	return fmt.Sprint(v)
 }
