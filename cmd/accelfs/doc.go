@@ -2,8 +2,8 @@
 // regular files are stored compressed, block by block, and manages such
 // stores.
 //
-// Subcommands (one file each): mount, umount, stats, fsck, version; stream D
-// adds devices and bench. Shared flag builders are in flags.go; the choice
+// Subcommands (one file each): mount, umount, stats, fsck, devices, bench,
+// version. Shared flag builders are in flags.go; the choice
 // of compression engine (--accel) is in accel.go, behind one function,
 // newCompressor.
 //
@@ -13,5 +13,6 @@
 // starts it in the background and returns when the mount is ready.
 //
 // Exit codes: 0 success, 1 runtime failure, 2 usage error (bad flags, wrong
-// number of arguments, unknown algorithm or accel mode).
+// number of arguments, unknown algorithm or accel mode), 3 fsck found
+// problems it did not repair.
 package main

@@ -13,6 +13,7 @@ const (
 	exitOK      = 0
 	exitFailure = 1 // the command ran and failed
 	exitUsage   = 2 // bad flags, wrong arguments, unknown names
+	exitDamaged = 3 // fsck found problems and did not repair them
 )
 
 // usageError marks errors that are the caller's (exit code 2).
@@ -45,6 +46,8 @@ func exitCodeFor(err error) int {
 		return exitOK
 	case errors.As(err, &ue):
 		return exitUsage
+	case errors.Is(err, errDamaged):
+		return exitDamaged
 	}
 	return exitFailure
 }
@@ -73,6 +76,9 @@ Examples:
 			mountCommand(args),
 			umountCommand(),
 			statsCommand(),
+			fsckCommand(),
+			devicesCommand(),
+			benchCommand(),
 			versionCommand(),
 		},
 		HideVersion:     true,

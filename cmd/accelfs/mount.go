@@ -186,6 +186,9 @@ func serve(c *cli.Context, backing, mnt string) (err error) {
 		return err
 	}
 	defer engine.Close()
+	if c.String("algo") == "auto" {
+		sopts.Algo, sopts.AlgoSet = autoAlgo(comp), true
+	}
 	sopts.Compressor, sopts.Logger = comp, logger
 	store, err := blockstore.Open(backing, sopts)
 	if err != nil {

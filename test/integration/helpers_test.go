@@ -116,8 +116,8 @@ func remount(t *testing.T, backing string, o *mountOpts) *mnt {
 	return m
 }
 
-// unmount unmounts (lazily if files are still open), waits for the server
-// and closes the store. Idempotent.
+// unmount unmounts (lazily if files are still open), waits for the server,
+// checks the store with fsck and closes it. Idempotent.
 func (m *mnt) unmount(t testing.TB) {
 	t.Helper()
 	if m.done {
@@ -129,6 +129,19 @@ func (m *mnt) unmount(t testing.TB) {
 		m.srv.LazyUnmount()
 	}
 	m.srv.Wait()
+	m.closeStore(t)
+}
+
+// closeStore verifies the store with fsck (every record against the index
+// and its checksums), then closes it and the engine.
+func (m *mnt) closeStore(t testing.TB) {
+	t.Helper()
+	rep, err := m.store.Fsck(blockstore.FsckOptions{})
+	if err != nil {
+		t.Errorf("fsck after unmount: %v", err)
+	} else if !rep.Clean() {
+		t.Errorf("fsck after unmount: %s", rep)
+	}
 	if err := m.store.Close(); err != nil {
 		t.Errorf("close store: %v", err)
 	}

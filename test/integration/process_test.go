@@ -130,10 +130,7 @@ func TestUnmountWithOpenFiles(t *testing.T) {
 	f.Close()
 	m.srv.Wait()
 	m.done = true
-	if err := m.store.Close(); err != nil {
-		t.Fatal(err)
-	}
-	m.engine.Close()
+	m.closeStore(t)
 	m2 := remount(t, m.Backing, nil)
 	want := text(100<<10, 'O')
 	copy(want, "LATE")
