@@ -11,6 +11,7 @@ import (
 	"github.com/accelfs/accelfs/accel/session"
 	"github.com/accelfs/accelfs/accel/uacce"
 	"github.com/accelfs/accelfs/blockstore"
+	"github.com/accelfs/accelfs/codec"
 )
 
 // newCompressor is how the accel mode (ACCELFS_TEST_ACCEL) enters the
@@ -90,4 +91,14 @@ func (s sessionCompressor) Run(ctx context.Context, jobs []*blockstore.Job) erro
 		j.Out, j.Err = sj[i].Out, sj[i].Err
 	}
 	return err
+}
+
+// autoAlgo is the suite's `--algo auto`: deflate when the mode has a
+// hardware engine that compresses it (emu, a hisi_zip device), so the
+// suite's stores really go through the device; lz4 otherwise.
+func autoAlgo(comp blockstore.Compressor) codec.ID {
+	if sc, ok := comp.(sessionCompressor); ok && sc.l.HardwareFor(codec.Deflate, session.Compress) {
+		return codec.Deflate
+	}
+	return codec.LZ4
 }
