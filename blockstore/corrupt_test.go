@@ -34,6 +34,7 @@ func setupCorrupt(t *testing.T, algo codec.ID) (string, string, map[int64]entry)
 // readBlockErr opens the store and reads the whole file, returning the error.
 func readBlockErr(t *testing.T, dir string, algo codec.ID) (*Store, error) {
 	s := mustOpen(t, dir, testOpts(t, 4096, algo))
+	t.Cleanup(func() { s.Close() })
 	f := openFile(t, s, "a")
 	defer f.Close()
 	buf := make([]byte, 4*4096)
@@ -73,7 +74,6 @@ func TestCorruptRecordHeaderByte(t *testing.T) {
 	off, _ := locOffset(4096, 1, ents[1].Loc)
 	corruptAt(t, path, off+30) // inside the header (generation field)
 	s, err := readBlockErr(t, dir, codec.LZ4)
-	defer s.Close()
 	wantCorrupt(t, err, path, 1)
 	fsckWant(t, s, ProblemCorrupt, path, 1)
 }
@@ -85,7 +85,6 @@ func TestCorruptTruncatedBackingFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	s, err := readBlockErr(t, dir, codec.LZ4)
-	defer s.Close()
 	wantCorrupt(t, err, path, 3)
 	fsckWant(t, s, ProblemCorrupt, path, 3)
 	// Truncated inside the header.
@@ -139,7 +138,6 @@ func TestCorruptAbsurdLengths(t *testing.T) {
 			var s *Store
 			var err error
 			allocBound(t, 8<<20, func() { s, err = readBlockErr(t, dir, codec.Zstd) })
-			defer s.Close()
 			wantCorrupt(t, err, path, 2)
 			fsckWant(t, s, ProblemCorrupt, path, 2)
 		})
@@ -170,15 +168,13 @@ func TestCorruptIndexEntry(t *testing.T) {
 	}
 	var s *Store
 	allocBound(t, 8<<20, func() { s, err = readBlockErr(t, dir, codec.LZ4) })
-	defer s.Close()
 	wantCorrupt(t, err, path, 1)
 	fsckWant(t, s, ProblemBadEntry, path, 1)
 	fsckWant(t, s, ProblemBadEntry, path, 2)
-	rep, err := s.Fsck(FsckOptions{Repair: true})
-	if err != nil {
+	if _, err := s.Fsck(FsckOptions{Repair: true}); err != nil {
 		t.Fatal(err)
 	}
-	rep, err = s.Fsck(FsckOptions{})
+	rep, err := s.Fsck(FsckOptions{})
 	if err != nil || !rep.Clean() {
 		t.Fatalf("after repair: %v %v", err, rep)
 	}
