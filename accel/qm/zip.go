@@ -392,10 +392,11 @@ const pollBatch = 64
 // Poll delivers up to max completed requests (max <= 0: all that are ready)
 // to fn, in completion order, and returns how many. fn runs on the caller's
 // goroutine after the request's credit is returned, so it may Submit (but
-// must not call Poll or Do on this queue). A returned error means the queue
-// is dead (ErrQueueDisabled, ErrProtocol, ErrClosed); the requests that
-// were in flight are delivered with Err set by this and later Poll calls,
-// before Poll reports the error again.
+// must not call Poll or Do on this queue). A non-nil error means the queue
+// is dead (ErrQueueDisabled, ErrProtocol, ErrClosed): the requests that were
+// in flight are delivered with Err set (by the same call or the next ones;
+// the count includes them), and once none are left every Poll returns
+// (0, err). Close the queue then.
 func (z *ZipQueue) Poll(max int, fn func(*ZipRequest)) (int, error) {
 	if max <= 0 {
 		max = int(^uint(0) >> 1)

@@ -1,0 +1,45 @@
+package emu
+
+import (
+	"testing"
+	"time"
+
+	"github.com/accelfs/accelfs/accel/qm"
+)
+
+// runAll pushes every request through z asynchronously, keeping the queue as
+// full as it allows (SubmitBatch + Poll), and returns when all were
+// delivered. It fails the test after 30 s instead of hanging, and checks
+// every request is delivered exactly once.
+func runAll(t testing.TB, z *qm.ZipQueue, reqs []*qm.ZipRequest) {
+	t.Helper()
+	seen := make(map[*qm.ZipRequest]bool, len(reqs))
+	next, done := 0, 0
+	deadline := time.Now().Add(30 * time.Second)
+	fn := func(r *qm.ZipRequest) {
+		if seen[r] {
+			t.Errorf("request delivered twice")
+		}
+		seen[r] = true
+		done++
+	}
+	for done < len(reqs) {
+		if next < len(reqs) {
+			n, err := z.SubmitBatch(reqs[next:])
+			next += n
+			if err != nil && n == 0 && z.InFlight() == 0 {
+				t.Fatalf("submit: %v", err)
+			}
+		}
+		n, err := z.Poll(0, fn)
+		if err != nil && n == 0 && z.InFlight() == 0 && next < len(reqs) {
+			t.Fatalf("poll: %v", err)
+		}
+		if n == 0 {
+			if time.Now().After(deadline) {
+				t.Fatalf("stuck: %d of %d delivered, %d in flight", done, len(reqs), z.InFlight())
+			}
+			z.Wait(time.Millisecond)
+		}
+	}
+}

@@ -1,0 +1,220 @@
+package qm
+
+import (
+	"encoding/binary"
+	"errors"
+	"sync/atomic"
+	"testing"
+	"time"
+	"unsafe"
+
+	"github.com/accelfs/accelfs/accel/uacce"
+)
+
+// fakeQueue is a scripted device for protocol tests: the test plays the
+// hardware by writing CQEs itself.
+type fakeQueue struct {
+	info   uacce.QueueInfo
+	dus    []byte
+	mmio   []byte
+	dbs    []uint64
+	closed bool
+	// device-side CQ state
+	cqTail  int
+	cqPhase uint16
+}
+
+func newFake(t *testing.T, depth, api int) *fakeQueue {
+	t.Helper()
+	lay, err := DUSLayout(SQESize, depth, depth, 4096)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := make([]uint64, lay.Size/8)
+	m := make([]uint64, 8192/8)
+	return &fakeQueue{
+		info:    uacce.QueueInfo{Device: "fake-0", APIVersion: api, QPID: 5, SQESize: SQESize, SQDepth: depth, CQDepth: depth, PageSize: 4096},
+		dus:     unsafe.Slice((*byte)(unsafe.Pointer(&w[0])), lay.Size),
+		mmio:    unsafe.Slice((*byte)(unsafe.Pointer(&m[0])), 8192),
+		cqPhase: 1,
+	}
+}
+
+func (f *fakeQueue) Info() uacce.QueueInfo { return f.info }
+func (f *fakeQueue) MMIO() []byte          { return f.mmio }
+func (f *fakeQueue) DUS() []byte           { return f.dus }
+func (f *fakeQueue) Doorbell(off int, v uint64) error {
+	if off != DoorbellOffset(f.info.APIVersion) {
+		panic("wrong doorbell offset")
+	}
+	f.dbs = append(f.dbs, v)
+	return nil
+}
+func (f *fakeQueue) Wait(time.Duration) (bool, error) { return false, nil }
+func (f *fakeQueue) Close() error                     { f.closed = true; return nil }
+
+// post writes a CQE naming slot for qp qn with the device's phase.
+func (f *fakeQueue) post(slot, qn uint16) {
+	lay, _ := DUSLayout(SQESize, f.info.SQDepth, f.info.CQDepth, 4096)
+	off := lay.CQOff + f.cqTail*CQESize
+	binary.LittleEndian.PutUint16(f.dus[off+CQEOffSQHead:], slot)
+	binary.LittleEndian.PutUint16(f.dus[off+CQEOffSQNum:], qn)
+	atomic.StoreUint32((*uint32)(unsafe.Pointer(&f.dus[off+CQEOffPhaseWord])), uint32(f.cqPhase)<<16)
+	if f.cqTail++; f.cqTail == f.info.CQDepth {
+		f.cqTail, f.cqPhase = 0, f.cqPhase^1
+	}
+}
+
+func (f *fakeQueue) setDS(off int) {
+	atomic.StoreUint32((*uint32)(unsafe.Pointer(&f.dus[off])), 1)
+}
+
+func TestQPCreditsPhaseAndDoorbells(t *testing.T) {
+	for _, api := range []int{1, 2, 3} {
+		f := newFake(t, 4, api)
+		p, err := NewQP(f, QPOptions{Interrupt: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sqe := make([]byte, SQESize)
+		// 3 rounds of filling the 4-deep ring with 3 (= depth-1) SQEs wraps both rings.
+		slot := uint16(0)
+		for round := 0; round < 5; round++ {
+			for i := 0; i < 3; i++ {
+				sqe[0] = byte(round*3 + i)
+				if err := p.Send(sqe); err != nil {
+					t.Fatalf("api %d round %d send %d: %v", api, round, i, err)
+				}
+			}
+			if err := p.Send(sqe); !errors.Is(err, ErrBusy) {
+				t.Fatalf("4th send on depth 4: %v", err)
+			}
+			last := DecodeDoorbell(api, f.dbs[len(f.dbs)-1])
+			if last.Cmd != DBSQ || last.QN != 5 || last.Index != (slot+3)%4 || last.Priority != 0 {
+				t.Fatalf("SQ doorbell %+v", last)
+			}
+			if ok, err := p.Recv(func(CQE, []byte) { t.Fatal("nothing posted yet") }); ok || err != nil {
+				t.Fatal("empty CQ reported an entry")
+			}
+			for i := 0; i < 3; i++ {
+				f.post(slot, 5)
+				var got byte
+				ok, err := p.Recv(func(c CQE, b []byte) { got = b[0] })
+				if !ok || err != nil || got != byte(round*3+i) {
+					t.Fatalf("round %d recv %d: ok=%v err=%v got %d", round, i, ok, err, got)
+				}
+				slot = (slot + 1) % 4
+				cq := DecodeDoorbell(api, f.dbs[len(f.dbs)-1])
+				if cq.Cmd != DBCQ || cq.Priority != 1 || int(cq.Index) != f.cqTail {
+					t.Fatalf("CQ doorbell %+v (device tail %d)", cq, f.cqTail)
+				}
+			}
+			if p.InFlight() != 0 {
+				t.Fatal("credits not returned")
+			}
+		}
+	}
+}
+
+func TestQPDisabledAndProtocol(t *testing.T) {
+	f := newFake(t, 8, 2)
+	p, _ := NewQP(f, QPOptions{})
+	sqe := make([]byte, SQESize)
+	p.Send(sqe)
+	f.post(0, 6) // wrong qp number
+	if _, err := p.Recv(func(CQE, []byte) {}); !errors.Is(err, ErrProtocol) || !errors.Is(err, ErrQueueDisabled) {
+		t.Fatalf("foreign CQE: %v", err)
+	}
+	f.setDS(p.Layout().DsTxOff)
+	if err := p.Send(sqe); !errors.Is(err, ErrQueueDisabled) {
+		t.Fatalf("ds_tx: %v", err)
+	}
+	f.setDS(p.Layout().DsRxOff)
+	if _, err := p.Recv(func(CQE, []byte) {}); !errors.Is(err, ErrQueueDisabled) {
+		t.Fatalf("ds_rx: %v", err)
+	}
+	if err := p.Send(make([]byte, 64)); !errors.Is(err, ErrBadRequest) {
+		t.Fatalf("short SQE: %v", err)
+	}
+}
+
+// A completion whose write-back carries a tag the queue never issued kills
+// the queue, and the request in flight is still delivered exactly once.
+func TestZipQueueUnknownTag(t *testing.T) {
+	f := newFake(t, 8, 3)
+	z, err := NewZipQueue(f, ZipOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &ZipRequest{Alg: AlgDeflate, Src: []byte("hello"), Dst: make([]byte, 0, 64)}
+	if err := z.Submit(r); err != nil {
+		t.Fatal(err)
+	}
+	binary.LittleEndian.PutUint32(f.dus[4*DWTagV3:], 0x80000007) // device scribbles the tag
+	f.post(0, 5)
+	var got []*ZipRequest
+	n, err := z.Poll(0, func(r *ZipRequest) { got = append(got, r) })
+	if n != 0 || !errors.Is(err, ErrProtocol) {
+		t.Fatalf("poll: %d %v", n, err)
+	}
+	n, _ = z.Poll(0, func(r *ZipRequest) { got = append(got, r) })
+	if n != 1 || len(got) != 1 || got[0] != r || !errors.Is(r.Err, ErrQueueDisabled) {
+		t.Fatalf("failed request not delivered: n=%d err=%v req.Err=%v", n, err, r.Err)
+	}
+	if n, err := z.Poll(0, func(*ZipRequest) {}); n != 0 || !errors.Is(err, ErrProtocol) {
+		t.Fatalf("dead queue: %v", err)
+	}
+	if err := z.Submit(&ZipRequest{Alg: AlgDeflate, Src: []byte("x"), Dst: make([]byte, 0, 64)}); !errors.Is(err, ErrQueueDisabled) {
+		t.Fatalf("submit on dead queue: %v", err)
+	}
+	if z.InFlight() != 0 {
+		t.Fatal("in-flight count")
+	}
+}
+
+// The device claims more output than the space it was given.
+func TestZipQueueProducedOverflow(t *testing.T) {
+	f := newFake(t, 8, 3)
+	z, _ := NewZipQueue(f, ZipOptions{})
+	r := &ZipRequest{Alg: AlgDeflate, Src: []byte("hello"), Dst: make([]byte, 0, 64)}
+	z.Submit(r)
+	binary.LittleEndian.PutUint32(f.dus[4*DWProduced:], 65)
+	binary.LittleEndian.PutUint32(f.dus[4*DWConsumed:], 5)
+	f.post(0, 5)
+	var got *ZipRequest
+	z.Poll(0, func(r *ZipRequest) { got = r })
+	if got != r || !errors.Is(r.Err, ErrProtocol) || r.Out != nil {
+		t.Fatalf("overflow not caught: %v", r.Err)
+	}
+}
+
+func TestZipQueueBadRequests(t *testing.T) {
+	f := newFake(t, 8, 2)
+	z, _ := NewZipQueue(f, ZipOptions{})
+	for i, r := range []*ZipRequest{
+		{Alg: AlgLZ4, Src: []byte("x"), Dst: make([]byte, 64)},
+		{Alg: AlgDeflate, Src: nil, Dst: make([]byte, 64)},
+		{Alg: AlgDeflate, Src: make([]byte, 8<<20+1), Dst: make([]byte, 64)},
+		{Alg: AlgGzip, Src: []byte("x"), Dst: make([]byte, 10)}, // no room after the header
+		{Alg: AlgZlib, Src: []byte("x"), Dst: make([]byte, 12)}, // v1 layout needs >= 16 bytes of space
+	} {
+		if err := z.Submit(r); !errors.Is(err, ErrBadRequest) {
+			t.Errorf("case %d: %v", i, err)
+		}
+	}
+	if z.InFlight() != 0 || z.qp.InFlight() != 0 {
+		t.Fatal("rejected requests hold credits")
+	}
+	fd := newFake(t, 8, 2)
+	fd.info.Direction = uacce.Decompress
+	zd, _ := NewZipQueue(fd, ZipOptions{})
+	for i, r := range []*ZipRequest{
+		{Alg: AlgZlib, Src: []byte{0x78, 0x9c}, Dst: make([]byte, 64)},                        // header only
+		{Alg: AlgGzip, Src: []byte{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11}, Dst: make([]byte, 64)}, // bad magic
+		{Alg: AlgDeflate, Src: []byte{1}, Dst: nil},                                           // no output space
+	} {
+		if err := zd.Submit(r); !errors.Is(err, ErrBadRequest) {
+			t.Errorf("decompress case %d: %v", i, err)
+		}
+	}
+}
