@@ -1,0 +1,304 @@
+package blockstore
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+
+	"github.com/accelfs/accelfs/codec"
+)
+
+func TestHardlinkSharesEntry(t *testing.T) {
+	dir := t.TempDir()
+	s := mustOpen(t, dir, testOpts(t, 4096, codec.LZ4))
+	defer s.Close()
+	a := createFile(t, s, "a")
+	if err := os.Link(filepath.Join(dir, "a"), filepath.Join(dir, "b")); err != nil {
+		t.Fatal(err)
+	}
+	b := openFile(t, s, "b")
+	if a.e != b.e {
+		t.Fatal("hardlinks got different entries")
+	}
+	want := compressible(10000, 3)
+	mustWrite(t, a, want, 0)
+	checkContent(t, b, want) // visible through the other name before any commit
+	a.Close()
+	b.Close()
+	if st := s.Stats(); st.Files > 1 {
+		t.Fatalf("files %d", st.Files)
+	}
+}
+
+func TestUnlinkDropsEntriesAtLastClose(t *testing.T) {
+	dir := t.TempDir()
+	s := mustOpen(t, dir, testOpts(t, 4096, codec.LZ4))
+	defer s.Close()
+	keep := createFile(t, s, "keep")
+	mustWrite(t, keep, compressible(5000, 1), 0)
+	f := createFile(t, s, "gone")
+	mustWrite(t, f, compressible(20000, 2), 0)
+	if err := f.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if err := keep.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	before := s.Stats()
+	path := filepath.Join(dir, "gone")
+	held, err := os.OpenFile(path, os.O_RDWR, 0) // the fs keeps an fd across the unlink
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Unlinked(held); err != nil {
+		t.Fatal(err)
+	}
+	// Still open: readable and writable, entries still there.
+	mustWrite(t, f, []byte("more"), 20000)
+	if got := readAll(t, f); len(got) != 20004 {
+		t.Fatalf("size %d", len(got))
+	}
+	if s.Stats().Files != before.Files {
+		t.Fatal("entries dropped while a handle is open")
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	st := s.Stats()
+	if st.Files != before.Files-1 || st.LogicalBytes != 5000 {
+		t.Fatalf("after last close: %+v (before %+v)", st, before)
+	}
+	keep.Close()
+	rep, err := s.Fsck(FsckOptions{})
+	if err != nil || !rep.Clean() || len(rep.Cleanups) != 0 {
+		t.Fatalf("fsck: %v %v", err, rep)
+	}
+	// Unlinked while not open: dropped at once.
+	g := createFile(t, s, "g")
+	mustWrite(t, g, []byte("x"), 0)
+	g.Close()
+	if err := s.commit(t.Context(), nil); err != nil {
+		t.Fatal(err)
+	}
+	gp := filepath.Join(dir, "g")
+	gf, _ := os.Open(gp)
+	os.Remove(gp)
+	if err := s.Unlinked(gf); err != nil {
+		t.Fatal(err)
+	}
+	gf.Close()
+	if st := s.Stats(); st.Files != 1 || st.LogicalBytes != 5000 {
+		t.Fatalf("after unlink of a closed file: %+v", st)
+	}
+}
+
+// A crash between unlink and the last close leaves orphan entries; fsck
+// reports them as a cleanup and repair drops them.
+func TestUnlinkCrashOrphan(t *testing.T) {
+	dir := t.TempDir()
+	s := mustOpen(t, dir, testOpts(t, 4096, codec.LZ4))
+	f := createFile(t, s, "gone")
+	mustWrite(t, f, compressible(9000, 2), 0)
+	if err := f.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(filepath.Join(dir, "gone"))
+	s.abandon()
+	s = mustOpen(t, dir, testOpts(t, 4096, codec.LZ4))
+	defer s.Close()
+	rep, err := s.Fsck(FsckOptions{})
+	if err != nil || !rep.Clean() || len(rep.Cleanups) != 1 || rep.Cleanups[0].Kind != CleanupOrphanFile {
+		t.Fatalf("fsck: %v %v", err, rep)
+	}
+	if _, err := s.Fsck(FsckOptions{Repair: true}); err != nil {
+		t.Fatal(err)
+	}
+	rep, err = s.Fsck(FsckOptions{})
+	if err != nil || len(rep.Cleanups) != 0 || s.Stats().Files != 0 || s.Stats().LogicalBytes != 0 {
+		t.Fatalf("after repair: %v %v %+v", err, rep, s.Stats())
+	}
+}
+
+func TestStatFile(t *testing.T) {
+	dir := t.TempDir()
+	s := mustOpen(t, dir, testOpts(t, 4096, codec.LZ4))
+	defer s.Close()
+	f := createFile(t, s, "a")
+	mustWrite(t, f, compressible(12345, 1), 0)
+	bf, _ := os.Open(filepath.Join(dir, "a"))
+	defer bf.Close()
+	if sz, _, err := s.StatFile(bf); err != nil || sz != 12345 {
+		t.Fatalf("StatFile open: %d %v", sz, err)
+	}
+	f.Close()
+	if err := s.commit(t.Context(), nil); err != nil {
+		t.Fatal(err)
+	}
+	sz, du, err := s.StatFile(bf)
+	if err != nil || sz != 12345 || du <= 0 || du > 4*4096 {
+		t.Fatalf("StatFile closed: %d %d %v", sz, du, err)
+	}
+}
+
+func TestDirtyBound(t *testing.T) {
+	dir := t.TempDir()
+	bs := 4096
+	o := testOpts(t, bs, codec.LZ4)
+	o.DirtyLimit = int64(8 * bs)
+	s := mustOpen(t, dir, o)
+	defer s.Close()
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var maxSeen int64
+	for w := range 4 {
+		f := createFile(t, s, fmt.Sprintf("f%d", w))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer f.Close()
+			// Partial writes never complete a block: they stay dirty until pressure.
+			for i := range 200 {
+				mustWrite(t, f, []byte("abc"), int64(i*bs+100))
+				d := s.budget.usedBytes()
+				mu.Lock()
+				maxSeen = max(maxSeen, d)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if maxSeen > o.DirtyLimit {
+		t.Fatalf("dirty bytes reached %d, limit %d", maxSeen, o.DirtyLimit)
+	}
+	for w := range 4 {
+		f := openFile(t, s, fmt.Sprintf("f%d", w))
+		got := readAll(t, f)
+		for i := range 200 {
+			if !bytes.Equal(got[i*bs+100:i*bs+103], []byte("abc")) {
+				t.Fatalf("file %d block %d lost", w, i)
+			}
+		}
+		f.Close()
+	}
+}
+
+func TestInterruptedWait(t *testing.T) {
+	dir := t.TempDir()
+	bs := 4096
+	o := testOpts(t, bs, codec.LZ4)
+	o.DirtyLimit = int64(4 * bs)
+	s := mustOpen(t, dir, o)
+	defer s.Close()
+	f := createFile(t, s, "a")
+	defer f.Close()
+	// Fill the budget by hand so the next write has to wait.
+	if err := s.budget.reserve(context.Background(), o.DirtyLimit, func() {}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := f.WriteAtContext(ctx, []byte("x"), 0); !errors.Is(err, ErrInterrupted) || !errors.Is(err, context.Canceled) {
+		t.Fatalf("write with a cancelled context: %v", err)
+	}
+	s.budget.release(o.DirtyLimit)
+	mustWrite(t, f, compressible(3*bs, 1), 0)
+	if err := f.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.ReadAtContext(ctx, make([]byte, bs), 0); err != nil && !errors.Is(err, ErrInterrupted) {
+		t.Fatalf("read with a cancelled context: %v", err)
+	}
+}
+
+// Many goroutines on one file: run with -race.
+func TestConcurrentReadersWriters(t *testing.T) {
+	dir := t.TempDir()
+	bs := 4096
+	o := testOpts(t, bs, codec.LZ4)
+	o.DirtyLimit = int64(16 * bs)
+	o.CacheBytes = int64(8 * bs)
+	o.CommitInterval = 0 // default timer
+	s := mustOpen(t, dir, o)
+	defer s.Close()
+	f := createFile(t, s, "a")
+	defer f.Close()
+	const region = 16 * 1024
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(w), 9))
+			// Each writer owns a region; its bytes must read back exactly.
+			base := int64(w * region)
+			want := make([]byte, region)
+			for i := range 150 {
+				off := rng.IntN(region - 600)
+				p := compressible(1+rng.IntN(500), i)
+				copy(want[off:], p)
+				mustWrite(t, f, p, base+int64(off))
+				if i%25 == 0 {
+					if err := f.Sync(); err != nil {
+						t.Error(err)
+					}
+				}
+				got := make([]byte, region)
+				if _, err := f.ReadAt(got, base); err != nil && err != io.EOF {
+					t.Error(err)
+					return
+				}
+				if !bytes.Equal(got[:off+len(p)], want[:off+len(p)]) {
+					t.Errorf("writer %d: region mismatch", w)
+					return
+				}
+			}
+		}()
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for range 50 {
+			s.Stats()
+			if err := s.commit(context.Background(), nil); err != nil {
+				t.Error(err)
+			}
+		}
+	}()
+	wg.Wait()
+}
+
+func TestClosedErrors(t *testing.T) {
+	dir := t.TempDir()
+	s := mustOpen(t, dir, testOpts(t, 4096, codec.LZ4))
+	f := createFile(t, s, "a")
+	mustWrite(t, f, []byte("x"), 0)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal("second Close:", err)
+	}
+	if _, err := f.ReadAt(make([]byte, 1), 0); !errors.Is(err, ErrClosed) {
+		t.Fatalf("read after store close: %v", err)
+	}
+	if _, err := f.WriteAt([]byte("y"), 0); !errors.Is(err, ErrClosed) {
+		t.Fatalf("write after store close: %v", err)
+	}
+	f.Close()
+	s = mustOpen(t, dir, testOpts(t, 4096, codec.LZ4))
+	defer s.Close()
+	g := openFile(t, s, "a")
+	checkContent(t, g, []byte("x"))
+	g.Close()
+}
