@@ -48,6 +48,19 @@ func init() {
 			devs, _ := d.Discover()
 			return []Option{WithDevice(d, devs[0]), WithCPUOffload(false)}
 		}},
+		// No-op engine: the device does no work (produced = 0), so what is
+		// measured is the session + qm + emu path itself; with the hisi_zip
+		// model it waits ≈15µs per request like the real device at depth 1.
+		benchEngine{"emu-noop", func(b *testing.B) []Option {
+			d := newEmu(b, emu.Options{Engine: emu.EngineNoop})
+			devs, _ := d.Discover()
+			return []Option{WithDevice(d, devs[0]), WithCPUOffload(false)}
+		}},
+		benchEngine{"emu-noop-hisi", func(b *testing.B) []Option {
+			d := newEmu(b, emu.Options{Engine: emu.EngineNoop, Model: emu.HisiZipModel()})
+			devs, _ := d.Discover()
+			return []Option{WithDevice(d, devs[0]), WithCPUOffload(false)}
+		}},
 	)
 }
 
