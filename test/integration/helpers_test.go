@@ -26,6 +26,7 @@ import (
 //	ACCELFS_TEST_ACCEL=cpu    compression engine for every mount of the suite (cpu, emu, ...);
 //	                          in-process mounts get it from newCompressor (accel_test.go),
 //	                          server processes as `accelfs mount --accel MODE`.
+//	ACCELFS_TEST_WRITEBACK=1  in-process mounts use the kernel writeback cache (--writeback)
 //	ACCELFS_TEST_BIN=path     use this accelfs binary instead of building cmd/accelfs
 //	ACCELFS_TEST_KEEP_TREE=0  extract a smaller source tree (quicker local runs)
 
@@ -101,6 +102,9 @@ func remount(t *testing.T, backing string, o *mountOpts) *mnt {
 		t.Fatalf("open store: %v", err)
 	}
 	fo := o.fs
+	if os.Getenv("ACCELFS_TEST_WRITEBACK") == "1" {
+		fo.Writeback = true
+	}
 	if fo.ExtraStats == nil {
 		fo.ExtraStats = metrics
 	}
