@@ -20,6 +20,12 @@ func (s *Store) commit(ctx context.Context, only *inode) error {
 	defer s.commitMu.Unlock()
 	var group []*inode
 	if only != nil {
+		only.mu.RLock()
+		closed := only.closed
+		only.mu.RUnlock()
+		if closed {
+			return fmt.Errorf("%s: %w", only.path, ErrClosed)
+		}
 		group = []*inode{only}
 	} else {
 		group = s.snapshotInodes()
