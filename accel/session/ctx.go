@@ -246,7 +246,7 @@ func (c *hctx) fail(cause string, err error) {
 		c.inflight.Add(-1)
 		c.inflightBytes.Add(-t.size)
 		c.es.m.inflight.Add(-1)
-		c.es.m.dir[t.op.dir].errors.Add(1)
+		c.es.m.record(t.op.dir, int(t.size), 0, err, time.Since(t.start))
 		c.l.countFallback(cause, err)
 		c.l.redoCPU(t)
 	}

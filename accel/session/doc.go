@@ -29,9 +29,16 @@
 //     accel/qm). A submitter that finds no credit waits, honouring its
 //     context.Context, or is routed to another ctx or engine.
 //   - poller: a goroutine, locked to an OS thread pinned to the CPUs of one
-//     NUMA node, that reaps completions from the ctxs of that node, runs async
-//     callbacks and wakes parked sync callers. Layer.Poll lets a caller poll
-//     itself as well.
+//     NUMA node, that reaps completions from the ctxs of that node (async
+//     ones, and sync ones so that a parked sync caller is woken), runs async
+//     callbacks and wakes parked sync callers. Each ctx belongs to exactly one
+//     poller (WithPollers per node for hardware ctxs, one per node for the CPU
+//     engine's). A poller blocks when nothing is in flight or when its queues
+//     notify completions (CPU engine, emulator); on a real device it yields,
+//     then parks in the queue's poll() (interrupt mode), so an idle or slow
+//     device never costs a spinning core. The thread stays pinned and locked
+//     until the poller exits, so a pinned thread never returns to the Go
+//     scheduler. Layer.Poll lets a caller poll the async ctxs itself as well.
 //   - fallback: redoing or rerouting a request because the hardware path
 //     failed or was unavailable: busy device at open, full queues, an error
 //     status, a queue disabled by reset, a timeout. The request is redone on
@@ -55,6 +62,10 @@
 // only; lz4/zstd/none always go to the CPU), size (requests smaller than the
 // per-direction threshold go to the CPU, WithThreshold) and load (a full
 // hardware region sends the request to the CPU if the CPU has a free credit).
+//
+// Sync ctxs accept as many requests in flight as they have credits (UADK
+// holds a sync ctx for one request at a time, uadk-spec §4.4; here many
+// sessions' sync callers share it, each waiting for its own tag).
 //
 // Ownership: a Layer owns every goroutine it starts (pollers, CPU workers);
 // Close stops admitting requests, waits for the in-flight ones, stops the

@@ -229,7 +229,8 @@ func (l *Layer) release() {
 // result: the request is redone on the CPU.
 func (l *Layer) complete(t *task, es *engState, out []byte, err error, lat time.Duration) {
 	if err != nil && !es.e.isCPU() {
-		es.m.dir[t.op.dir].errors.Add(1)
+		// counted as a request of the device that failed, then redone
+		es.m.record(t.op.dir, len(t.op.src), 0, err, lat)
 		l.countFallback(causeOf(err), err)
 		l.redoCPU(t)
 		return

@@ -60,7 +60,10 @@ type DirMetrics struct {
 }
 
 // EngineMetrics are one engine's counters. The top-level numbers are the sum
-// of both directions.
+// of both directions. Requests counts every request the engine finished,
+// including those that failed on a hardware engine (Errors) and were then
+// redone on the CPU (where they count again); BytesOut counts successful
+// output only.
 type EngineMetrics struct {
 	Requests   uint64     `json:"requests"`
 	BytesIn    uint64     `json:"bytes_in"`

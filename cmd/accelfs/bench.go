@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sort"
 	"text/tabwriter"
 	"time"
 
@@ -56,7 +57,7 @@ func benchCommand() *cli.Command {
 accelerator device (deflate), compressing and decompressing blocks of --size
 in batches through the session layer as a mount does, and marks with * the
 engine and algorithm 'auto' would pick. With a device it also measures the
-latency of single synchronous requests from 1K to 128K on both engines and
+median latency of single synchronous requests from 1K to 128K on both engines and
 prints the smallest size at which the device wins: the value for
 --hw-threshold. Input is this program's binary (compressible, not trivial).
 
@@ -220,8 +221,9 @@ func benchEngine(l *session.Layer, name string, algo codec.ID, corpus []byte, si
 		Ratio:         float64(bytesOut) / float64(bytesC)}, nil
 }
 
-// syncLatency is the mean time of one synchronous deflate compression of
-// src (one request in flight), measured for about d.
+// syncLatency is the median time of one synchronous deflate compression of
+// src (one request in flight), over about d of repetitions (the median, not
+// the mean, so that a busy machine's stalls do not decide the threshold).
 func syncLatency(l *session.Layer, src []byte, d time.Duration) (time.Duration, error) {
 	s, err := l.NewSession(session.SessionOptions{Algo: codec.Deflate, Dir: session.Compress, Node: -1})
 	if err != nil {
@@ -229,15 +231,17 @@ func syncLatency(l *session.Layer, src []byte, d time.Duration) (time.Duration, 
 	}
 	dst := make([]byte, 0, len(src)+len(src)/8+64)
 	ctx := context.Background()
-	n := 0
+	var times []time.Duration
 	start := time.Now()
-	for time.Since(start) < d || n < 10 {
+	for (time.Since(start) < d || len(times) < 11) && len(times) < 100000 {
+		t0 := time.Now()
 		if err := s.Do(ctx, &session.Request{Src: src, Dst: dst}); err != nil {
 			return 0, err
 		}
-		n++
+		times = append(times, time.Since(t0))
 	}
-	return time.Since(start) / time.Duration(n), nil
+	sort.Slice(times, func(i, j int) bool { return times[i] < times[j] })
+	return times[len(times)/2], nil
 }
 
 func printBench(w io.Writer, rep *benchReport) error {
