@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -51,7 +52,10 @@ func appendFiles(dst []byte, root string, limit int, keep func(path string) bool
 
 func benchData(b *testing.B) (corpus, random []byte) {
 	benchOnce.Do(func() {
-		goroot := runtime.GOROOT()
+		goroot := os.Getenv("GOROOT")
+		if out, err := exec.Command("go", "env", "GOROOT").Output(); goroot == "" && err == nil {
+			goroot = strings.TrimSpace(string(out))
+		}
 		var c []byte
 		// ~5 MiB Go source, ~2 MiB of a binary, the text logs, then source again.
 		c = appendFiles(c, filepath.Join(goroot, "src"), 5<<20, func(p string) bool { return strings.HasSuffix(p, ".go") })

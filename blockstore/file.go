@@ -269,7 +269,7 @@ func (e *inode) writeOut(ctx context.Context, blocks []int64) error {
 		}
 		o := &out{block: b, buf: buf, raw: raw}
 		if s.algo != 0 {
-			o.job = &Job{Algo: s.algo, Level: s.level, Src: buf[:raw], Dst: make([]byte, 0, bs)}
+			o.job = &Job{Algo: s.algo, Level: s.level, Src: buf[:raw], Dst: s.getBuf()}
 			jobs = append(jobs, o.job)
 		}
 		outs = append(outs, o)
@@ -279,7 +279,15 @@ func (e *inode) writeOut(ctx context.Context, blocks []int64) error {
 			return fmt.Errorf("%s: write-out: %w: %w", e.path, ErrInterrupted, err)
 		}
 	}
-	rec := make([]byte, RecordHeaderSize+bs)
+	rec := s.getBuf()[:RecordHeaderSize+bs]
+	defer func() {
+		s.putBuf(rec)
+		for _, o := range outs {
+			if o.job != nil {
+				s.putBuf(o.job.Dst)
+			}
+		}
+	}()
 	for _, o := range outs {
 		h := recordHeader{Algo: 0, ID: e.id, Block: o.block, Gen: e.nextGen, RawLen: uint32(o.raw), RawCRC: crc32c(o.buf[:o.raw])}
 		payload := o.buf[:o.raw]

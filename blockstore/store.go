@@ -115,7 +115,28 @@ type Store struct {
 	kick     chan struct{} // kick: commit everything now
 	wg       sync.WaitGroup
 
+	// bufs recycles block-sized scratch buffers (compression output,
+	// record assembly); each has capacity RecordHeaderSize+bs.
+	bufs sync.Pool
+
 	hooks *testHooks // nil outside tests
+}
+
+// getBuf returns an empty scratch buffer with capacity RecordHeaderSize+bs.
+func (s *Store) getBuf() []byte {
+	if b, ok := s.bufs.Get().(*[]byte); ok {
+		return (*b)[:0]
+	}
+	return make([]byte, 0, RecordHeaderSize+s.bs)
+}
+
+// putBuf recycles a buffer from getBuf; others (wrong capacity) are dropped.
+func (s *Store) putBuf(b []byte) {
+	if cap(b) != RecordHeaderSize+s.bs {
+		return
+	}
+	b = b[:0]
+	s.bufs.Put(&b)
 }
 
 // testHooks let tests observe the commit pipeline order.
