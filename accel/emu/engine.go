@@ -159,10 +159,10 @@ func (q *Queue) execute(s *qm.ZipSQE) result {
 		}
 		return r
 	}
-	srcM, src := q.acquire(s.Src, int(s.InputLen))
-	dstM, dst := q.acquire(s.Dst, avail)
-	defer q.releaseMap(srcM, dstM)
-	if srcM == nil || dstM == nil {
+	src, okS := q.acquire(s.Src, int(s.InputLen))
+	dst, okD := q.acquire(s.Dst, avail)
+	defer q.releaseMap(acquired(okS, s.Src), acquired(okD, s.Dst))
+	if !okS || !okD {
 		q.d.hwErrors.Add(1)
 		return result{status: StatusTranslation}
 	}
@@ -300,4 +300,13 @@ func appendStored(dst, src []byte) []byte {
 			return dst
 		}
 	}
+}
+
+// acquired returns addr if the acquire succeeded, else an address that is
+// never registered (0), so releaseMap skips it.
+func acquired(ok bool, addr uint64) uint64 {
+	if ok {
+		return addr
+	}
+	return 0
 }

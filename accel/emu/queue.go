@@ -36,8 +36,10 @@ type Queue struct {
 	closed    bool
 	extra     time.Duration // per-queue added latency (SetLatency)
 
-	evMu  sync.Mutex    // protects event
-	event chan struct{} // closed and replaced on every CQE post / disable
+	// event holds at most one wake-up token, sent (without blocking) on
+	// every CQE post and disable. One waiter per queue (the poller);
+	// a stale token only causes a spurious, harmless wake-up.
+	event chan struct{}
 
 	kick     chan struct{} // engine wake-up, capacity 1
 	stop     chan struct{}
@@ -48,7 +50,7 @@ type Queue struct {
 
 	mapMu   sync.Mutex // protects maps
 	mapCond *sync.Cond // signalled when a mapping stops being busy
-	maps    map[uint64]*mapping
+	maps    map[uint64]mapping
 
 	eng engineState // owned by the engine goroutine
 }
@@ -79,11 +81,11 @@ func newQueue(d *Device, id uint16, dir uacce.Direction) *Queue {
 		d: d, id: id, dir: dir, lay: d.layout, dus: dus, mmio: mmio,
 		cqPhase: 1, armed: true,
 		arrivals: make([]time.Time, d.opts.Depth),
-		event:    make(chan struct{}),
+		event:    make(chan struct{}, 1),
 		kick:     make(chan struct{}, 1),
 		stop:     make(chan struct{}),
 		done:     make(chan struct{}),
-		maps:     map[uint64]*mapping{},
+		maps:     map[uint64]mapping{},
 	}
 	q.mapCond = sync.NewCond(&q.mapMu)
 	q.info = uacce.QueueInfo{
@@ -207,11 +209,8 @@ func (q *Queue) doorbellLocked(off int, v uint64) (hwErr bool, err error) {
 // walks the CQ the same way) or the queue is disabled; otherwise it waits for
 // the next CQE. The emulator wakes whether or not the driver armed the event.
 func (q *Queue) Wait(timeout time.Duration) (bool, error) {
-	// Take the event channel before looking at the state: a post after the
-	// check closes this very channel, so no wake-up is lost.
-	q.evMu.Lock()
-	ev := q.event
-	q.evMu.Unlock()
+	// A post after the state check leaves a token in q.event, so no wake-up
+	// is lost between the check and the select.
 	q.mu.Lock()
 	if q.closed {
 		q.mu.Unlock()
@@ -228,7 +227,7 @@ func (q *Queue) Wait(timeout time.Duration) (bool, error) {
 	t := time.NewTimer(timeout)
 	defer t.Stop()
 	select {
-	case <-ev:
+	case <-q.event:
 		return true, nil
 	case <-t.C:
 		return false, nil
@@ -240,10 +239,10 @@ func (q *Queue) Wait(timeout time.Duration) (bool, error) {
 // wake releases Wait callers and calls the notify hook.
 // Safe with or without q.mu held.
 func (q *Queue) wake() {
-	q.evMu.Lock()
-	close(q.event)
-	q.event = make(chan struct{})
-	q.evMu.Unlock()
+	select {
+	case q.event <- struct{}{}:
+	default:
+	}
 	if fn := q.notify.Load(); fn != nil {
 		(*fn)()
 	}
@@ -253,14 +252,15 @@ func (q *Queue) wake() {
 func (q *Queue) Map(addr uint64, b []byte) {
 	q.mapMu.Lock()
 	defer q.mapMu.Unlock()
-	if m := q.maps[addr]; m != nil {
+	if m, ok := q.maps[addr]; ok {
 		m.refs++
 		if len(b) > len(m.b) {
 			m.b = b
 		}
+		q.maps[addr] = m
 		return
 	}
-	q.maps[addr] = &mapping{b: b, refs: 1}
+	q.maps[addr] = mapping{b: b, refs: 1}
 }
 
 // Unmap implements uacce.Mapper. It waits while the engine is using the
@@ -269,36 +269,41 @@ func (q *Queue) Map(addr uint64, b []byte) {
 func (q *Queue) Unmap(addr uint64) {
 	q.mapMu.Lock()
 	defer q.mapMu.Unlock()
-	m := q.maps[addr]
-	if m == nil {
-		return
-	}
-	for m.busy > 0 {
+	for q.maps[addr].busy > 0 {
 		q.mapCond.Wait()
+	}
+	m, ok := q.maps[addr]
+	if !ok {
+		return
 	}
 	if m.refs--; m.refs <= 0 {
 		delete(q.maps, addr)
+		return
 	}
+	q.maps[addr] = m
 }
 
 // acquire looks up a registered buffer of at least n bytes at addr and marks
-// it busy; nil when there is none (a translation fault).
-func (q *Queue) acquire(addr uint64, n int) (*mapping, []byte) {
+// it busy; ok is false when there is none (a translation fault).
+func (q *Queue) acquire(addr uint64, n int) ([]byte, bool) {
 	q.mapMu.Lock()
 	defer q.mapMu.Unlock()
-	m := q.maps[addr]
-	if m == nil || len(m.b) < n {
-		return nil, nil
+	m, ok := q.maps[addr]
+	if !ok || len(m.b) < n {
+		return nil, false
 	}
 	m.busy++
-	return m, m.b[:n]
+	q.maps[addr] = m
+	return m.b[:n], true
 }
 
-func (q *Queue) releaseMap(ms ...*mapping) {
+// releaseMap ends the engine's use of the buffers acquired at these addresses.
+func (q *Queue) releaseMap(addrs ...uint64) {
 	q.mapMu.Lock()
-	for _, m := range ms {
-		if m != nil {
+	for _, a := range addrs {
+		if m, ok := q.maps[a]; ok {
 			m.busy--
+			q.maps[a] = m
 		}
 	}
 	q.mapMu.Unlock()
