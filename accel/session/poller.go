@@ -2,6 +2,7 @@ package session
 
 import (
 	"runtime"
+	"sync/atomic"
 	"time"
 )
 
@@ -16,6 +17,10 @@ type poller struct {
 	ctxs   []*hctx       // fixed after New
 	notify bool          // every ctx calls notify on completion: block on wake
 	wake   chan struct{} // cap 1: a submit or a completion happened
+	// pinned is the CPU mask the poller's thread ended up with (nil until
+	// the poller has started, empty when pinning was not possible); for
+	// tests and diagnostics.
+	pinned atomic.Pointer[[]int]
 }
 
 func (p *poller) kick() {
@@ -41,10 +46,16 @@ func (p *poller) run() {
 	// runtime terminates the thread instead of handing a pinned thread to
 	// other goroutines.
 	runtime.LockOSThread()
-	if ok, err := pinThread(p.node, &p.l.allowed); err != nil || !ok {
+	ok, err := pinThread(p.node, &p.l.allowed)
+	if err != nil || !ok {
 		p.l.warnOnce("pin:"+itoa(p.node.ID), "poller not pinned to its node's CPUs",
 			"node", p.node.ID, "cpus", p.node.CPUs, "err", err)
 	}
+	var mask []int
+	if ok {
+		mask = threadCPUs()
+	}
+	p.pinned.Store(&mask)
 	idle := 0
 	lastScan := time.Now()
 	hw := !p.ctxs[0].es.e.isCPU()

@@ -562,3 +562,98 @@ func TestCloseIdempotent(t *testing.T) {
 		t.Fatalf("NewSession after Close: %v", err)
 	}
 }
+
+// TestPollersPinnedPerNode: with a two-node topology every poller's thread
+// is pinned to exactly its node's CPU.
+func TestPollersPinnedPerNode(t *testing.T) {
+	allowed := threadCPUs()
+	if len(allowed) < 2 || allowed[0] != 0 || allowed[1] != 1 {
+		t.Skipf("needs CPUs 0 and 1 available, have %v", allowed)
+	}
+	f := newFakeHW("hisi_zip-0", []int{0, 1}, 64, 8)
+	l := newTestLayer(t, WithSysRoot(twoNodeRoot(t)), withEngine(f), WithPollers(2))
+	if len(l.pollers) != 2*2+2 { // cpu: 1 per node; hw: 2 per node
+		t.Fatalf("%d pollers", len(l.pollers))
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for _, p := range l.pollers {
+		var got *[]int
+		for got = p.pinned.Load(); got == nil && time.Now().Before(deadline); got = p.pinned.Load() {
+			time.Sleep(time.Millisecond)
+		}
+		if got == nil || len(*got) != 1 || (*got)[0] != p.node.CPUs[0] {
+			t.Fatalf("poller %s of node %d pinned to %v", p.name, p.node.ID, got)
+		}
+	}
+	if mine := threadCPUs(); len(mine) != len(allowed) {
+		t.Fatalf("the test goroutine's thread lost CPUs: %v", mine)
+	}
+}
+
+// TestLoadOffload: a full hardware region sends requests to the CPU when it
+// has room (queue_full), unless offload is off.
+func TestLoadOffload(t *testing.T) {
+	for _, offload := range []bool{true, false} {
+		f := newFakeHW("hisi_zip-0", []int{0}, 64, 2)
+		f.latency = func(int) time.Duration { return 5 * time.Millisecond }
+		l := newTestLayer(t, withEngine(f), WithThreshold(0, 0), WithCPUOffload(offload))
+		s, _ := l.NewSession(SessionOptions{Algo: codec.Deflate, Dir: Compress, Node: 0})
+		var wg sync.WaitGroup
+		for i := 0; i < 20; i++ {
+			wg.Add(1)
+			if err := s.Submit(context.Background(), &Request{Src: make([]byte, 4096)}, func(*Request) { wg.Done() }); err != nil {
+				t.Fatal(err)
+			}
+		}
+		wg.Wait()
+		m := l.Metrics()
+		onCPU := m.Engines["cpu"].Requests
+		if offload && (onCPU == 0 || m.Fallbacks[CauseQueueFull] != onCPU) {
+			t.Fatalf("offload: %d on cpu, fallbacks %v", onCPU, m.Fallbacks)
+		}
+		if !offload && (onCPU != 0 || m.Engines["hisi_zip-0"].Requests != 20) {
+			t.Fatalf("no offload: %d on cpu, %d on hw", onCPU, m.Engines["hisi_zip-0"].Requests)
+		}
+	}
+}
+
+// TestPollAlongsidePollers: a caller driving Poll while the internal pollers
+// run: every callback still runs exactly once.
+func TestPollAlongsidePollers(t *testing.T) {
+	f := newFakeHW("hisi_zip-0", []int{0}, 64, 8)
+	l := newTestLayer(t, withEngine(f), WithThreshold(0, 0))
+	s, _ := l.NewSession(SessionOptions{Algo: codec.Deflate, Dir: Compress, Node: 0})
+	const n = 300
+	calls := make([]atomic.Int32, n)
+	var left atomic.Int32
+	left.Store(n)
+	stop := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				l.Poll(16)
+			}
+		}
+	}()
+	for i := 0; i < n; i++ {
+		i := i
+		if err := s.Submit(context.Background(), &Request{Src: make([]byte, 1024)}, func(*Request) {
+			calls[i].Add(1)
+			left.Add(-1)
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for left.Load() > 0 {
+		time.Sleep(time.Millisecond)
+	}
+	close(stop)
+	for i := range calls {
+		if calls[i].Load() != 1 {
+			t.Fatalf("request %d: %d callbacks", i, calls[i].Load())
+		}
+	}
+}

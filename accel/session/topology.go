@@ -156,3 +156,18 @@ func pinThread(n *Node, allowed *unix.CPUSet) (bool, error) {
 	}
 	return true, nil
 }
+
+// threadCPUs lists the CPUs the calling thread may run on.
+func threadCPUs() []int {
+	var s unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &s); err != nil {
+		return nil
+	}
+	var out []int
+	for c := 0; c < 1024; c++ {
+		if s.IsSet(c) {
+			out = append(out, c)
+		}
+	}
+	return out
+}
