@@ -1,0 +1,139 @@
+package blockstore
+
+import (
+	"context"
+	"errors"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/accelfs/accelfs/codec"
+)
+
+func TestReadahead(t *testing.T) {
+	dir := t.TempDir()
+	bs := 4096
+	o := testOpts(t, bs, codec.LZ4)
+	o.ReadaheadBytes = 8 * int64(bs)
+	s := mustOpen(t, dir, o)
+	f := createFile(t, s, "a")
+	want := compressible(32*bs, 1)
+	mustWrite(t, f, want, 0)
+	f.Close()
+	s.Close()
+	s = mustOpen(t, dir, o) // cold cache
+	defer s.Close()
+	f = openFile(t, s, "a")
+	defer f.Close()
+	buf := make([]byte, bs)
+	if _, err := f.ReadAt(buf, 0); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.cache.size(); got < int64(9*bs)/2 {
+		t.Fatalf("after a sequential read of block 0 the cache holds %d bytes: no readahead", got)
+	}
+	before := s.Stats()
+	for b := 1; b <= 8; b++ {
+		if _, err := f.ReadAt(buf, int64(b*bs)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	after := s.Stats()
+	if after.CacheHits-before.CacheHits < 8 {
+		t.Fatalf("blocks 1..8: %d cache hits, want 8 (readahead)", after.CacheHits-before.CacheHits)
+	}
+	// A random read does not trigger readahead.
+	s.cache = newBlockCache(1 << 20)
+	if _, err := f.ReadAt(buf, int64(20*bs)); err != nil {
+		t.Fatal(err)
+	}
+	if s.cache.has(cacheKey{f.e.id, 21, f.e.committed[21].Gen}) {
+		t.Fatal("random read prefetched the next block")
+	}
+}
+
+// slowCompressor delays every Run until its context ends or a timeout.
+type slowCompressor struct{ inner Compressor }
+
+func (c slowCompressor) Run(ctx context.Context, jobs []*Job) error {
+	select {
+	case <-ctx.Done():
+		for _, j := range jobs {
+			j.Err = ctx.Err()
+		}
+		return ctx.Err()
+	case <-time.After(50 * time.Millisecond):
+	}
+	return c.inner.Run(ctx, jobs)
+}
+
+func TestReadInterrupted(t *testing.T) {
+	dir := t.TempDir()
+	bs := 4096
+	o := testOpts(t, bs, codec.Zstd)
+	s := mustOpen(t, dir, o)
+	f := createFile(t, s, "a")
+	mustWrite(t, f, compressible(4*bs, 1), 0)
+	f.Close()
+	s.Close()
+	o.Compressor = slowCompressor{NewCPUCompressor(2)}
+	s = mustOpen(t, dir, o)
+	defer s.Close()
+	f = openFile(t, s, "a")
+	defer f.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Millisecond)
+	defer cancel()
+	_, err := f.ReadAtContext(ctx, make([]byte, bs), 0)
+	if !errors.Is(err, ErrInterrupted) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("read: %v, want ErrInterrupted", err)
+	}
+	// Without a deadline it works.
+	if _, err := f.ReadAt(make([]byte, bs), 0); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestNoGoroutineLeak(t *testing.T) {
+	before := runtime.NumGoroutine()
+	dir := t.TempDir()
+	o := testOpts(t, 4096, codec.LZ4)
+	o.CommitInterval = time.Millisecond
+	s := mustOpen(t, dir, o)
+	f := createFile(t, s, "a")
+	mustWrite(t, f, compressible(100000, 1), 0)
+	time.Sleep(5 * time.Millisecond)
+	readAll(t, f)
+	f.Close()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if n := runtime.NumGoroutine(); n > before {
+		buf := make([]byte, 1<<16)
+		t.Fatalf("%d goroutines after Close, %d before:\n%s", n, before, buf[:runtime.Stack(buf, true)])
+	}
+}
+
+// The commit interval makes writes durable without Sync.
+func TestCommitInterval(t *testing.T) {
+	dir := t.TempDir()
+	o := testOpts(t, 4096, codec.LZ4)
+	o.CommitInterval = 10 * time.Millisecond
+	s := mustOpen(t, dir, o)
+	f := createFile(t, s, "a")
+	want := compressible(10000, 3)
+	mustWrite(t, f, want, 0)
+	deadline := time.Now().Add(5 * time.Second)
+	for s.Stats().LogicalBytes != int64(len(want)) && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	s.abandon()
+	s = mustOpen(t, dir, testOpts(t, 4096, codec.LZ4))
+	defer s.Close()
+	f = openFile(t, s, "a")
+	checkContent(t, f, want)
+	f.Close()
+}
