@@ -76,7 +76,11 @@ func (s *Store) commit(ctx context.Context, only *inode) error {
 		}
 		if e.touched || !e.known {
 			s.hooks.add("sync " + e.path)
-			if err := unix.Fdatasync(int(e.f.Fd())); err != nil {
+			err := s.hooks.inject("sync", e.path)
+			if err == nil {
+				err = unix.Fdatasync(int(e.f.Fd()))
+			}
+			if err != nil {
 				return fmt.Errorf("%s: fdatasync: %w", e.path, ioErr(err))
 			}
 			e.touched = false

@@ -315,6 +315,9 @@ func (e *inode) writeOut(ctx context.Context, blocks []int64) error {
 		if !ok {
 			return fmt.Errorf("%s: block %d: %w", e.path, o.block, ErrTooLarge)
 		}
+		if err := s.hooks.inject("write", e.path); err != nil {
+			return fmt.Errorf("%s: write block %d: %w", e.path, o.block, ioErr(err))
+		}
 		if _, err := e.f.WriteAt(rec[:n], off); err != nil {
 			return fmt.Errorf("%s: write block %d: %w", e.path, o.block, ioErr(err))
 		}

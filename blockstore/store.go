@@ -143,6 +143,24 @@ func (s *Store) putBuf(b []byte) {
 type testHooks struct {
 	mu     sync.Mutex
 	events []string
+	// fail, when set, is consulted before each backing-file write ("write")
+	// and fdatasync ("sync"); a non-nil error is returned as if the system
+	// call had failed (fault injection).
+	fail func(op, path string) error
+}
+
+// inject returns the injected error for op on path, if any.
+func (h *testHooks) inject(op, path string) error {
+	if h == nil {
+		return nil
+	}
+	h.mu.Lock()
+	fail := h.fail
+	h.mu.Unlock()
+	if fail == nil {
+		return nil
+	}
+	return fail(op, path)
 }
 
 func (h *testHooks) add(ev string) {
