@@ -263,6 +263,8 @@ func causeOf(err error) string {
 		return CauseQueueDisabled
 	case isDisabled(err):
 		return CauseQueueDisabled
+	case isTooSmall(err):
+		return CauseOutputTooSmall
 	}
 	return CauseErrorStatus
 }

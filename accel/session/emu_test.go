@@ -288,3 +288,43 @@ func TestEmuTimeout(t *testing.T) {
 	}
 	checkCompressed(t, codec.Deflate, src, r.Out)
 }
+
+// TestEmuCompressDstSizes: compression with the destinations callers really
+// pass (none, exactly the block size plus a small header like blockstore's,
+// roomy) on compressible and random data: results are always right, and an
+// output that does not fit is redone on the CPU as output_too_small.
+func TestEmuCompressDstSizes(t *testing.T) {
+	d := newEmu(t, emu.Options{})
+	l := emuLayer(t, d, WithThreshold(0, 0), WithCPUOffload(false))
+	s, _ := l.NewSession(SessionOptions{Algo: codec.Deflate, Dir: Compress, Node: 0})
+	rnd := rand.New(rand.NewSource(14))
+	const n = 128 << 10
+	for _, kind := range []int{0, 1, 3} {
+		src := testData(rnd, kind, n)
+		for _, dcap := range []int{0, n + 32, 2 * n} {
+			var dst []byte
+			if dcap > 0 {
+				dst = make([]byte, 0, dcap)
+			}
+			r := &Request{Src: src, Dst: dst}
+			if err := s.Do(context.Background(), r); err != nil {
+				t.Fatalf("kind %d cap %d: %v", kind, dcap, err)
+			}
+			checkCompressed(t, codec.Deflate, src, r.Out)
+			if dcap > 0 && len(r.Out) <= dcap && &r.Out[:1][0] != &dst[:1][0] {
+				t.Fatalf("kind %d cap %d: %d-byte result does not use the caller's Dst", kind, dcap, len(r.Out))
+			}
+		}
+	}
+	// The device says "output too small" (0x0e): redone on the CPU.
+	d.SetFaults(emu.Faults{TooSmallRate: 1})
+	src := testData(rnd, 0, n)
+	r := &Request{Src: src, Dst: make([]byte, 0, n+32)}
+	if err := s.Do(context.Background(), r); err != nil || r.Engine != "cpu" {
+		t.Fatalf("too small: %v on %q", err, r.Engine)
+	}
+	checkCompressed(t, codec.Deflate, src, r.Out)
+	if got := l.Metrics().Fallbacks[CauseOutputTooSmall]; got != 1 {
+		t.Fatalf("output_too_small fallbacks %d", got)
+	}
+}

@@ -3,6 +3,8 @@ package session
 import (
 	"errors"
 	"fmt"
+	"math/bits"
+	"sync"
 	"time"
 
 	"github.com/accelfs/accelfs/accel/qm"
@@ -97,25 +99,45 @@ func (q *hwQueue) notifies() bool { return q.notify }
 
 func (q *hwQueue) wait(d time.Duration) { _, _ = q.z.Wait(d) }
 
-// hwPriv is what a ZipRequest carries for the session layer: its tag and,
-// for decompression, the exact expected output length.
+// hwPriv is what a ZipRequest carries for the session layer: its tag, for
+// decompression the exact expected output length, and for compression into
+// a scratch buffer the caller's own destination.
 type hwPriv struct {
-	tag    uint16
-	rawLen int
+	tag     uint16
+	rawLen  int
+	scratch *[]byte // pooled worst-case output buffer, nil when the caller's Dst is used
+	dst     []byte  // the caller's Dst (compression with scratch)
 }
+
+// hwSlack is how much room beyond the input a compression destination
+// needs before the device gets it directly: stored deflate blocks cost 5
+// bytes per 64 KiB plus the zlib/gzip header and trailer (18 bytes at most).
+const hwSlack = 64
 
 func (q *hwQueue) submit(tag uint16, o *op) error {
 	alg, _, ok := zipAlg(o.algo)
 	if !ok {
 		return fmt.Errorf("%w: %v on hardware", errRejected, o.algo)
 	}
+	p := hwPriv{tag: tag, rawLen: o.rawLen}
 	dst := o.dst
-	if o.dir == Decompress && cap(dst) < o.rawLen {
+	switch {
+	case o.dir == Decompress && cap(dst) < o.rawLen:
 		dst = make([]byte, 0, o.rawLen)
 		o.dst = dst
+	case o.dir == Compress && cap(dst) < len(o.src)+hwSlack:
+		// The device may write anywhere in cap(Dst): give it a pooled
+		// worst-case buffer and copy the result into the caller's Dst when
+		// it fits (the usual case for compressible data).
+		p.scratch = getScratch(len(o.src) + len(o.src)/8 + hwSlack)
+		p.dst = dst
+		dst = (*p.scratch)[:0]
 	}
-	r := &qm.ZipRequest{Alg: alg, Src: o.src, Dst: dst, Priv: hwPriv{tag, o.rawLen}}
+	r := &qm.ZipRequest{Alg: alg, Src: o.src, Dst: dst, Priv: p}
 	err := q.z.Submit(r)
+	if err != nil && p.scratch != nil {
+		putScratch(p.scratch)
+	}
 	switch {
 	case err == nil:
 		return nil
@@ -129,11 +151,62 @@ func (q *hwQueue) submit(tag uint16, o *op) error {
 	return err
 }
 
+// deliverOut turns a delivered request's output into the completion's,
+// copying out of (and recycling) a scratch buffer.
+func (p *hwPriv) deliverOut(out []byte, err error) []byte {
+	if p.scratch == nil {
+		return out
+	}
+	if err != nil {
+		putScratch(p.scratch)
+		return nil
+	}
+	if len(out) <= cap(p.dst) {
+		out = append(p.dst[:0], out...)
+		putScratch(p.scratch)
+		return out
+	}
+	return out // larger than the caller's Dst: hand over the scratch buffer itself
+}
+
+// scratchPools hold worst-case compression outputs by power-of-two size
+// class (2^12 .. 2^24 bytes).
+var scratchPools [25]sync.Pool
+
+func scratchClass(n int) int {
+	c := bits.Len(uint(n - 1))
+	if c < 12 {
+		c = 12
+	}
+	return c
+}
+
+func getScratch(n int) *[]byte {
+	c := scratchClass(n)
+	if c >= len(scratchPools) {
+		b := make([]byte, 0, n)
+		return &b
+	}
+	if b, ok := scratchPools[c].Get().(*[]byte); ok {
+		return b
+	}
+	b := make([]byte, 0, 1<<c)
+	return &b
+}
+
+func putScratch(b *[]byte) {
+	c := scratchClass(cap(*b))
+	if c < len(scratchPools) && cap(*b) == 1<<c {
+		*b = (*b)[:0]
+		scratchPools[c].Put(b)
+	}
+}
+
 func (q *hwQueue) reap(out []completion) (int, error) {
 	n := 0
 	_, err := q.z.Poll(len(out), func(r *qm.ZipRequest) {
 		p, _ := r.Priv.(hwPriv)
-		c := completion{tag: p.tag, out: r.Out, err: r.Err}
+		c := completion{tag: p.tag, out: p.deliverOut(r.Out, r.Err), err: r.Err}
 		if c.err == nil && q.dir == Decompress && len(r.Out) != p.rawLen {
 			c.err = fmt.Errorf("%w: device produced %d bytes, want %d", ErrDevice, len(r.Out), p.rawLen)
 		}

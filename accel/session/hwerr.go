@@ -3,6 +3,7 @@ package session
 import (
 	"errors"
 
+	"github.com/accelfs/accelfs/accel/qm"
 	"github.com/accelfs/accelfs/accel/uacce"
 )
 
@@ -26,3 +27,7 @@ func isBusy(err error) bool { return errors.Is(err, errBusy) }
 // errRejected: the hardware queue refused this particular request (a size or
 // header it cannot take); the request runs on the CPU, the ctx stays live.
 var errRejected = errors.New("session: request rejected by the hardware queue")
+
+// isTooSmall reports a compression whose output did not fit the space given
+// to the device (status 0x0e): incompressible data, not a device fault.
+func isTooSmall(err error) bool { return errors.Is(err, qm.ErrOutputTooSmall) }

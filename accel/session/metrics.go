@@ -10,14 +10,15 @@ import (
 
 // Fallback causes (keys of Metrics.Fallbacks).
 const (
-	CauseBusyAtOpen    = "busy_at_open"   // opening a hardware queue failed with EBUSY (counted per queue)
-	CauseOpenError     = "open_error"     // opening a hardware queue failed otherwise (counted per queue)
-	CauseQueueFull     = "queue_full"     // hardware region full, request routed to the CPU
-	CauseErrorStatus   = "error_status"   // device returned an error status, request redone on the CPU
-	CauseQueueDisabled = "queue_disabled" // queue disabled (reset, ds_tx/ds_rx), pending requests redone
-	CauseTimeout       = "timeout"        // no completion within the timeout, ctx retired, requests redone
-	CauseNoCtx         = "no_ctx"         // no live hardware ctx for the request, routed to the CPU
-	CauseRejected      = "rejected"       // the hardware queue refused the request (size, header), run on the CPU
+	CauseBusyAtOpen     = "busy_at_open"     // opening a hardware queue failed with EBUSY (counted per queue)
+	CauseOpenError      = "open_error"       // opening a hardware queue failed otherwise (counted per queue)
+	CauseQueueFull      = "queue_full"       // hardware region full, request routed to the CPU
+	CauseErrorStatus    = "error_status"     // device returned an error status, request redone on the CPU
+	CauseQueueDisabled  = "queue_disabled"   // queue disabled (reset, ds_tx/ds_rx), pending requests redone
+	CauseTimeout        = "timeout"          // no completion within the timeout, ctx retired, requests redone
+	CauseNoCtx          = "no_ctx"           // no live hardware ctx for the request, routed to the CPU
+	CauseRejected       = "rejected"         // the hardware queue refused the request (size, header), run on the CPU
+	CauseOutputTooSmall = "output_too_small" // compressed output did not fit (incompressible block), redone on the CPU
 )
 
 // latBuckets is the number of latency histogram buckets: bucket i counts

@@ -196,9 +196,6 @@ func (s *Session) dispatch(ctx context.Context, t *task, mode Mode) error {
 		return ErrClosed
 	}
 	useHW := s.hw != nil && len(t.op.src) >= l.cfg.threshold[s.dir]
-	if useHW && t.op.dir == Compress {
-		t.op.dst = hwDst(t.op.dst, len(t.op.src))
-	}
 	for {
 		if err := ctx.Err(); err != nil {
 			l.release()
@@ -267,16 +264,6 @@ func (s *Session) dispatch(ctx context.Context, t *task, mode Mode) error {
 		}
 		return nil
 	}
-}
-
-// hwDst makes sure a compress destination can hold the worst case the
-// device may produce (stored blocks: a little over the input).
-func hwDst(dst []byte, n int) []byte {
-	need := n + n/8 + 64
-	if cap(dst) >= need {
-		return dst
-	}
-	return make([]byte, 0, need)
 }
 
 // waitSync waits for a submitted sync task: it polls its ctx while the
