@@ -11,7 +11,7 @@
 # loopback) and drop_caches, dd to /dev/null. Prints MB/s and accelfs stats.
 #
 #   sudo ./scripts/bench-seq.sh
-#   BENCH_MB=512 BENCH_ALGO=deflate BENCH_EMU_MODEL=hisi_zip sudo -E ./scripts/bench-seq.sh
+#   BENCH_MB=512 BENCH_ALGO=deflate BENCH_EMU_MODEL=hisi_zip BENCH_HW_QUEUES=2 sudo -E ./scripts/bench-seq.sh
 #
 # Needs root (FUSE mounts, drop_caches).
 set -euo pipefail
@@ -21,6 +21,7 @@ cd "$(dirname "$0")/.."
 MB=${BENCH_MB:-256}
 ALGO=${BENCH_ALGO:-deflate}
 EMU_MODEL=${BENCH_EMU_MODEL:-cpu}
+HWQ=${BENCH_HW_QUEUES:-1}
 work=$(mktemp -d "${BENCH_DIR:-/var/tmp}/accelfs-seq.XXXXXX")
 
 cleanup() {
@@ -84,14 +85,14 @@ declare -A stats
 for accel in cpu emu; do
 	b="$work/$accel-back" m="$work/$accel-mnt"
 	mkdir -p "$b" "$m"
-	mnt="'$work/accelfs' mount --accel $accel --emu-model $EMU_MODEL --algo $ALGO '$b' '$m' >/dev/null"
+	mnt="'$work/accelfs' mount --accel $accel --emu-model $EMU_MODEL --hw-queues $HWQ --algo $ALGO '$b' '$m' >/dev/null"
 	eval "$mnt"
 	measure "accelfs-$accel" "$m" "$mnt" "'$work/accelfs' umount '$m'"
 	stats[$accel]=$("$work/accelfs" stats "$m")
 	"$work/accelfs" umount "$m"
 done
 
-echo "file: $MB MiB (Go source tarball repeated), dd bs=1M; accelfs --algo $ALGO, emu model $EMU_MODEL"
+echo "file: $MB MiB (Go source tarball repeated), dd bs=1M; accelfs --algo $ALGO, emu model $EMU_MODEL, --hw-queues $HWQ"
 printf '%-13s %10s %10s\n' target "write MB/s" "read MB/s"
 for t in native loopback accelfs-cpu accelfs-emu; do
 	printf '%-13s %10s %10s\n' "$t" "${wr[$t]}" "${rd[$t]}"
