@@ -6,6 +6,9 @@ import (
 	"path/filepath"
 	"syscall"
 	"testing"
+
+	"github.com/accelfs/accelfs/accel/session"
+	"github.com/accelfs/accelfs/codec"
 )
 
 // engineStats returns stats["engines"][name] (nil when absent).
@@ -70,5 +73,27 @@ func TestEmuStoreReadsOnCPU(t *testing.T) {
 	}
 	if err := c.stop(t, syscall.SIGTERM); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestSuiteAccelMode: the suite's engine for ACCELFS_TEST_ACCEL goes through
+// the session layer and autoAlgo picks deflate exactly when the mode has a
+// device (emu: the emulated hisi_zip-0), lz4 for cpu. No mount needed.
+func TestSuiteAccelMode(t *testing.T) {
+	for _, mode := range []string{"cpu", "emu"} {
+		comp, metrics, closer, err := newCompressor(mode)
+		if err != nil {
+			t.Fatalf("%s: %v", mode, err)
+		}
+		algo := autoAlgo(comp)
+		m, _ := metrics().(session.Metrics)
+		closer.Close()
+		_, hasDev := m.Engines["hisi_zip-0"]
+		switch {
+		case mode == "cpu" && (algo != codec.LZ4 || hasDev || len(m.Engines) != 1):
+			t.Fatalf("cpu: algo %v engines %v", algo, m.Engines)
+		case mode == "emu" && (algo != codec.Deflate || !hasDev):
+			t.Fatalf("emu: algo %v engines %v", algo, m.Engines)
+		}
 	}
 }
