@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/accelfs/accelfs/accel/qm"
+	"github.com/accelfs/accelfs/codec"
 )
 
 // runAll pushes every request through z asynchronously, keeping the queue as
@@ -42,4 +43,10 @@ func runAll(t testing.TB, z *qm.ZipQueue, reqs []*qm.ZipRequest) {
 			z.Wait(time.Millisecond)
 		}
 	}
+}
+
+func compressCPU(id codec.ID, raw []byte) ([]byte, error) { return codec.Compress(id, 0, nil, raw) }
+
+func decompressCPU(id codec.ID, src []byte, n int) ([]byte, error) {
+	return codec.Decompress(id, nil, src, n)
 }
