@@ -53,6 +53,7 @@ func NewQP(q uacce.Queue, opts QPOptions) (*QP, error) {
 	if lay, err = lay.withMappedSize(len(dus)); err != nil {
 		return nil, fmt.Errorf("qm: %s qp %d: %w", info.Device, info.QPID, err)
 	}
+	// unsafe: only the numeric address is inspected (alignment check).
 	if uintptr(unsafe.Pointer(unsafe.SliceData(dus)))%8 != 0 {
 		return nil, fmt.Errorf("qm: %s qp %d: DUS region not 8-byte aligned", info.Device, info.QPID)
 	}

@@ -14,7 +14,8 @@ type SQEType uint8
 
 const (
 	// SQETypeV1 is the "v1 layout" (kernel zip.h / UADK v1 hisi_zip_sqe):
-	// tag in dw13, used on QM v2 hardware for zlib/gzip.
+	// tag in dw13, used on QM v2 hardware for zlib/gzip (what issue 4 calls
+	// the v2 layout: the layout of the hardware generation hisi_qm_v2).
 	SQETypeV1 SQEType = 0
 	// SQETypeV3 is the "v3 layout" (UADK hisi_zip_sqe, sqe_type 3): tag in
 	// dw26, used on QM v3 and for deflate.

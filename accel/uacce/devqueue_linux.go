@@ -70,6 +70,7 @@ func openDevQueue(dev Device, dir Direction) (q Queue, err error) {
 	}()
 
 	ctx := QPCtx{QCType: uint16(dir)}.Marshal()
+	// unsafe: &ctx is a [4]byte in hisi_qp_ctx layout, alive for the call.
 	if err := ioctlPtr(fd, CmdSetQPCtx, unsafe.Pointer(&ctx)); err != nil {
 		return nil, fmt.Errorf("uacce: %s: QM_SET_QP_CTX(qc_type=%d): %w", dev.Name, dir, err)
 	}
@@ -81,6 +82,7 @@ func openDevQueue(dev Device, dir Direction) (q Queue, err error) {
 		QPID: qpc.ID, Direction: dir, PageSize: page, Node: dev.Node,
 	}
 	var qi [SizeofQPInfo]byte
+	// unsafe: &qi is a [16]byte in hisi_qp_info layout, alive for the call.
 	switch err := ioctlPtr(fd, CmdSetQPInfo, unsafe.Pointer(&qi)); {
 	case err == nil:
 		i := UnmarshalQPInfo(qi)
