@@ -236,6 +236,8 @@ func TestModel(t *testing.T) {
 	seeds := envInt("ACCELFS_MODEL_SEEDS", 2)
 	if testing.Short() {
 		ops, seeds = 150, 1
+	} else if raceEnabled && os.Getenv("ACCELFS_MODEL_OPS") == "" {
+		ops = 200
 	}
 	for _, bs := range []int{4096, 128 << 10} {
 		for _, algo := range codec.All() {
