@@ -103,7 +103,7 @@ func (h *Host) Open(dev Device, dir Direction) (Queue, error) {
 	if dev.MMIOSize <= 0 || dev.DUSSize <= 0 {
 		return nil, fmt.Errorf("uacce: open %s: region sizes unknown (legacy uacce without region_*_size): %w", dev.Name, ErrNoDevice)
 	}
-	return openDevQueue(dev, dir)
+	return openDevQueue(hostKernel, dev, dir)
 }
 
 // Notifier is implemented by queues that can call a function whenever the

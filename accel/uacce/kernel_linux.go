@@ -1,0 +1,59 @@
+//go:build linux
+
+package uacce
+
+import (
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// sysKernel is the real kernel (golang.org/x/sys/unix).
+type sysKernel struct{}
+
+var hostKernel kernel = sysKernel{}
+
+func (sysKernel) Open(path string) (int, error) {
+	return unix.Open(path, unix.O_RDWR|unix.O_CLOEXEC, 0)
+}
+
+func (sysKernel) Ioctl(fd int, cmd IoctlCmd, arg []byte) error {
+	var p uintptr
+	if len(arg) > 0 {
+		if uint32(len(arg)) != cmd.Size() {
+			return unix.EINVAL
+		}
+		// unsafe: arg is a live Go byte slice of exactly the struct size the
+		// command encodes, laid out as the kernel struct (abi.go); the kernel
+		// copies in and out during the synchronous call and keeps no reference.
+		p = uintptr(unsafe.Pointer(&arg[0]))
+	}
+	_, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), uintptr(cmd), p)
+	if e != 0 {
+		return e
+	}
+	return nil
+}
+
+func (sysKernel) Mmap(fd int, pgoff int64, length int) ([]byte, error) {
+	return unix.Mmap(fd, pgoff*int64(unix.Getpagesize()), length, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+}
+
+func (sysKernel) Munmap(b []byte) error { return unix.Munmap(b) }
+
+func (sysKernel) Poll(fd int, timeout time.Duration) (bool, bool, error) {
+	ms := int(timeout / time.Millisecond)
+	if timeout > 0 && ms == 0 {
+		ms = 1
+	}
+	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+	n, err := unix.Poll(fds, ms)
+	if err != nil {
+		return false, false, err
+	}
+	return n > 0 && fds[0].Revents&unix.POLLIN != 0, fds[0].Revents&(unix.POLLERR|unix.POLLHUP|unix.POLLNVAL) != 0, nil
+}
+
+func (sysKernel) Close(fd int) error { return unix.Close(fd) }
+func (sysKernel) PageSize() int      { return unix.Getpagesize() }
