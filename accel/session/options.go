@@ -7,12 +7,23 @@ import (
 	"time"
 )
 
-// Defaults. DefaultThreshold* come from BenchmarkSyncLatency (see
-// /work/plan/notes-D.md and the bench subcommand): below them the CPU finished
-// a single request sooner than a hardware round trip on the measured engine.
+// Defaults.
+//
+// The size thresholds are measured, not guessed (commands and raw figures in
+// the project notes, notes-D.md): a device request costs the software path
+// (session + qm + queue: ~20µs for one synchronous request at a time,
+// BenchmarkPollVsPark/emu-noop/poll on the 2-core test VM) plus the device
+// time (~15µs per request at depth 1 for hisi_zip, uadk-spec §5.1), while the
+// CPU codec needs a median 64µs to deflate 1 KiB and 89µs for 4 KiB, 42µs and
+// 62µs to inflate them (`accelfs bench`, CPU columns). The device therefore
+// wins from the smallest size measured, 1 KiB, in both directions; below it
+// the fixed costs dominate and the request stays on the CPU. An emulated
+// device computes on the host CPU, so its own crossover is noise: run
+// `accelfs bench --accel <device>` on a machine with the device and set
+// --hw-threshold / --hw-threshold-decompress from it.
 const (
-	DefaultCompressThreshold   = 4096
-	DefaultDecompressThreshold = 4096
+	DefaultCompressThreshold   = 1024
+	DefaultDecompressThreshold = 1024
 	DefaultSpinLimit           = 50 * time.Microsecond
 	DefaultTimeout             = 5 * time.Second
 	DefaultCPUDepth            = 64
@@ -118,8 +129,9 @@ func WithHWCtxsPerRegion(n int) Option {
 	}
 }
 
-// WithThreshold sets the smallest request (source bytes) sent to a hardware
-// engine, per direction; smaller ones run on the CPU. Defaults
+// WithThreshold sets the smallest request sent to a hardware engine, per
+// direction, in raw (uncompressed) bytes: the source length to compress, the
+// RawLen to decompress; smaller ones run on the CPU. Defaults
 // DefaultCompressThreshold, DefaultDecompressThreshold.
 func WithThreshold(compress, decompress int) Option {
 	return func(c *config) error {

@@ -195,7 +195,11 @@ func (s *Session) dispatch(ctx context.Context, t *task, mode Mode) error {
 	if !l.admit() {
 		return ErrClosed
 	}
-	useHW := s.hw != nil && len(t.op.src) >= l.cfg.threshold[s.dir]
+	work := len(t.op.src) // what the threshold compares: raw bytes in either direction
+	if s.dir == Decompress {
+		work = t.op.rawLen
+	}
+	useHW := s.hw != nil && work >= l.cfg.threshold[s.dir]
 	for {
 		if err := ctx.Err(); err != nil {
 			l.release()

@@ -64,8 +64,17 @@ func accelFlags() []cli.Flag {
 		},
 		&cli.StringFlag{
 			Name:  "hw-threshold",
-			Value: "4K",
-			Usage: "smallest block sent to the accelerator; smaller ones are (de)compressed on the CPU (measure with `accelfs bench`)",
+			Value: strconv.Itoa(session.DefaultCompressThreshold),
+			Usage: "smallest block compressed on the accelerator; smaller ones go to the CPU (measure with `accelfs bench`)",
+			Action: func(c *cli.Context, v string) error {
+				_, err := parseSize(v)
+				return err
+			},
+		},
+		&cli.StringFlag{
+			Name:  "hw-threshold-decompress",
+			Value: strconv.Itoa(session.DefaultDecompressThreshold),
+			Usage: "smallest block (uncompressed size) decompressed on the accelerator; smaller ones go to the CPU",
 			Action: func(c *cli.Context, v string) error {
 				_, err := parseSize(v)
 				return err
@@ -167,10 +176,14 @@ func layerOptions(c *cli.Context, set *engineSet, logger *slog.Logger) ([]sessio
 	if err != nil {
 		return nil, err
 	}
+	thd, err := parseSize(c.String("hw-threshold-decompress"))
+	if err != nil {
+		return nil, err
+	}
 	opts := []session.Option{
 		session.WithPollers(c.Int("pollers")),
 		session.WithHWCtxsPerRegion(c.Int("hw-queues")),
-		session.WithThreshold(th, th),
+		session.WithThreshold(th, thd),
 	}
 	if logger != nil {
 		opts = append(opts, session.WithLogger(logger))

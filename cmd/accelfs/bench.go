@@ -26,21 +26,27 @@ type benchResult struct {
 	Ratio         float64 `json:"ratio"` // stored/raw
 }
 
-// latencyPoint is one size of the threshold measurement.
+// latencyPoint is one size of the threshold measurement: median µs of one
+// synchronous request (one in flight) per engine and direction.
 type latencyPoint struct {
-	Size  int     `json:"size"`
-	CPUus float64 `json:"cpu_us"`
-	HWus  float64 `json:"hw_us"`
+	Size            int     `json:"size"`
+	CompressCPUus   float64 `json:"compress_cpu_us"`
+	CompressHWus    float64 `json:"compress_hw_us"`
+	DecompressCPUus float64 `json:"decompress_cpu_us"`
+	DecompressHWus  float64 `json:"decompress_hw_us"`
 }
 
 type benchReport struct {
 	BlockSize int            `json:"block_size"`
 	Results   []benchResult  `json:"results"`
 	Latency   []latencyPoint `json:"latency,omitempty"`
-	// Threshold is the smallest measured size at which one synchronous
-	// request finished sooner on the hardware engine than on the CPU (the
-	// value for --hw-threshold); -1 when the hardware never won.
-	Threshold int `json:"threshold"`
+	// Threshold and DecompressThreshold are the smallest measured sizes
+	// from which one synchronous request finished sooner on the device than
+	// on the CPU at that size and every larger one (the values for
+	// --hw-threshold and --hw-threshold-decompress); -1 when the device did
+	// not win at the largest size.
+	Threshold           int `json:"threshold"`
+	DecompressThreshold int `json:"decompress_threshold"`
 }
 
 func benchCommand() *cli.Command {
@@ -103,7 +109,7 @@ func benchCorpus(n int) []byte {
 }
 
 func runBench(c *cli.Context, size int, d time.Duration) (*benchReport, error) {
-	rep := &benchReport{BlockSize: size, Threshold: -1}
+	rep := &benchReport{BlockSize: size, Threshold: -1, DecompressThreshold: -1}
 	const blocks = 32
 	corpus := benchCorpus(size * blocks)
 	// CPU engine alone.
@@ -152,21 +158,29 @@ func runBench(c *cli.Context, size int, d time.Duration) (*benchReport, error) {
 		}
 	}
 	if hwL != nil {
+		var cWins, dWins []bool
 		for _, sz := range []int{1 << 10, 2 << 10, 4 << 10, 8 << 10, 16 << 10, 32 << 10, 64 << 10, 128 << 10} {
-			src := corpus[:min(sz, len(corpus))]
-			cpuT, err := syncLatency(cpuL, src, d/8)
+			raw := corpus[:min(sz, len(corpus))]
+			comp, err := codec.Compress(codec.Deflate, 0, nil, raw)
 			if err != nil {
 				return nil, err
 			}
-			hwT, err := syncLatency(hwL, src, d/8)
-			if err != nil {
-				return nil, err
+			var t [4]time.Duration // compress cpu, hw; decompress cpu, hw
+			for i, l := range []*session.Layer{cpuL, hwL, cpuL, hwL} {
+				dir, src := session.Compress, raw
+				if i >= 2 {
+					dir, src = session.Decompress, comp
+				}
+				if t[i], err = syncLatency(l, dir, src, len(raw), d/16); err != nil {
+					return nil, err
+				}
 			}
-			rep.Latency = append(rep.Latency, latencyPoint{Size: sz, CPUus: us(cpuT), HWus: us(hwT)})
-			if hwT <= cpuT && rep.Threshold < 0 {
-				rep.Threshold = sz
-			}
+			rep.Latency = append(rep.Latency, latencyPoint{Size: sz,
+				CompressCPUus: us(t[0]), CompressHWus: us(t[1]), DecompressCPUus: us(t[2]), DecompressHWus: us(t[3])})
+			cWins, dWins = append(cWins, t[1] <= t[0]), append(dWins, t[3] <= t[2])
 		}
+		rep.Threshold = crossover(rep.Latency, cWins)
+		rep.DecompressThreshold = crossover(rep.Latency, dWins)
 	}
 	return rep, nil
 }
@@ -221,21 +235,32 @@ func benchEngine(l *session.Layer, name string, algo codec.ID, corpus []byte, si
 		Ratio:         float64(bytesOut) / float64(bytesC)}, nil
 }
 
-// syncLatency is the median time of one synchronous deflate compression of
-// src (one request in flight), over about d of repetitions (the median, not
-// the mean, so that a busy machine's stalls do not decide the threshold).
-func syncLatency(l *session.Layer, src []byte, d time.Duration) (time.Duration, error) {
-	s, err := l.NewSession(session.SessionOptions{Algo: codec.Deflate, Dir: session.Compress, Node: -1})
+// crossover is the smallest size from which the device won at every larger
+// measured size, -1 when it lost at the largest.
+func crossover(pts []latencyPoint, wins []bool) int {
+	th := -1
+	for i := len(wins) - 1; i >= 0 && wins[i]; i-- {
+		th = pts[i].Size
+	}
+	return th
+}
+
+// syncLatency is the median time of one synchronous deflate request of src
+// in direction dir (one request in flight), over about d of repetitions
+// (the median, not the mean, so that a busy machine's stalls do not decide
+// the threshold).
+func syncLatency(l *session.Layer, dir session.Direction, src []byte, rawLen int, d time.Duration) (time.Duration, error) {
+	s, err := l.NewSession(session.SessionOptions{Algo: codec.Deflate, Dir: dir, Node: -1})
 	if err != nil {
 		return 0, err
 	}
-	dst := make([]byte, 0, len(src)+len(src)/8+64)
+	dst := make([]byte, 0, rawLen+rawLen/8+64)
 	ctx := context.Background()
 	var times []time.Duration
 	start := time.Now()
 	for (time.Since(start) < d || len(times) < 11) && len(times) < 100000 {
 		t0 := time.Now()
-		if err := s.Do(ctx, &session.Request{Src: src, Dst: dst}); err != nil {
+		if err := s.Do(ctx, &session.Request{Src: src, Dst: dst, RawLen: rawLen}); err != nil {
 			return 0, err
 		}
 		times = append(times, time.Since(t0))
@@ -262,17 +287,21 @@ func printBench(w io.Writer, rep *benchReport) error {
 		return nil
 	}
 	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "\nSIZE\tCPU µs/request\tDEVICE µs/request")
+	fmt.Fprintln(tw, "\nmedian µs per synchronous deflate request (one in flight)")
+	fmt.Fprintln(tw, "SIZE\tCOMPRESS CPU\tCOMPRESS DEVICE\tDECOMPRESS CPU\tDECOMPRESS DEVICE")
 	for _, p := range rep.Latency {
-		fmt.Fprintf(tw, "%d\t%.1f\t%.1f\n", p.Size, p.CPUus, p.HWus)
+		fmt.Fprintf(tw, "%d\t%.1f\t%.1f\t%.1f\t%.1f\n", p.Size, p.CompressCPUus, p.CompressHWus, p.DecompressCPUus, p.DecompressHWus)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	if rep.Threshold < 0 {
-		_, err := fmt.Fprintln(w, "the device never beat the CPU on one synchronous request; consider a large --hw-threshold")
-		return err
+	show := func(th int) string {
+		if th < 0 {
+			return "never (the CPU won at the largest size)"
+		}
+		return fmt.Sprintf("from %d bytes", th)
 	}
-	_, err := fmt.Fprintf(w, "the device wins from %d bytes: --hw-threshold %d\n", rep.Threshold, rep.Threshold)
+	_, err := fmt.Fprintf(w, "device faster: compress %s (--hw-threshold), decompress %s (--hw-threshold-decompress)\n",
+		show(rep.Threshold), show(rep.DecompressThreshold))
 	return err
 }
