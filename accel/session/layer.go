@@ -40,6 +40,7 @@ type Layer struct {
 	warned    sync.Map // key -> struct{}: logged once
 	sessions  sync.Map // sessKey -> *Session (Run's cache)
 	nsess     atomic.Uint32
+	lastScan  atomic.Int64 // unix nanos of the last timeout scan by maybeCheckTimeouts
 }
 
 // engState is one engine inside the layer: its ctxs by region and metrics.
@@ -294,7 +295,7 @@ func (l *Layer) Poll(max int) int {
 		}
 	}
 	if l.cfg.pollers == 0 {
-		l.checkTimeouts(l.ctxs)
+		l.maybeCheckTimeouts()
 	}
 	return total
 }
@@ -306,8 +307,19 @@ func (l *Layer) pollAll() int {
 	for _, c := range l.ctxs {
 		n += c.reap(64)
 	}
-	l.checkTimeouts(l.ctxs)
+	l.maybeCheckTimeouts()
 	return n
+}
+
+// maybeCheckTimeouts runs checkTimeouts over every ctx at most every
+// timeout/8 (callers that poll in a loop without internal pollers).
+func (l *Layer) maybeCheckTimeouts() {
+	now := time.Now().UnixNano()
+	last := l.lastScan.Load()
+	if now-last < int64(l.cfg.timeout/8) || !l.lastScan.CompareAndSwap(last, now) {
+		return
+	}
+	l.checkTimeouts(l.ctxs)
 }
 
 func (l *Layer) checkTimeouts(ctxs []*hctx) {

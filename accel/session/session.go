@@ -310,7 +310,7 @@ func (l *Layer) waitSync(t *task) {
 			return
 		case <-tick.C:
 			c.reap(64)
-			l.checkTimeouts([]*hctx{c})
+			l.maybeCheckTimeouts()
 		}
 	}
 }

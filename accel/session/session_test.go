@@ -379,22 +379,24 @@ func TestQueueDisabled(t *testing.T) {
 // TestTimeout: a device that never completes: the ctx is retired after the
 // timeout and the requests are redone on the CPU.
 func TestTimeout(t *testing.T) {
-	f := newFakeHW("hisi_zip-0", []int{0}, 64, 16)
-	f.hang.Store(true)
-	l := newTestLayer(t, withEngine(f), WithThreshold(0, 0), WithTimeout(50*time.Millisecond))
-	s, _ := l.NewSession(SessionOptions{Algo: codec.Deflate, Dir: Compress, Node: 0})
-	src := testData(rand.New(rand.NewSource(5)), 0, 4096)
-	r := &Request{Src: src}
-	start := time.Now()
-	if err := s.Do(context.Background(), r); err != nil {
-		t.Fatal(err)
-	}
-	if r.Engine != "cpu" || time.Since(start) > 2*time.Second {
-		t.Fatalf("engine %q after %v", r.Engine, time.Since(start))
-	}
-	checkCompressed(t, codec.Deflate, src, r.Out)
-	if l.Metrics().Fallbacks[CauseTimeout] != 1 {
-		t.Fatalf("fallbacks %+v", l.Metrics().Fallbacks)
+	for _, pollers := range []int{1, 0} {
+		f := newFakeHW("hisi_zip-0", []int{0}, 64, 16)
+		f.hang.Store(true)
+		l := newTestLayer(t, withEngine(f), WithThreshold(0, 0), WithTimeout(50*time.Millisecond), WithPollers(pollers))
+		s, _ := l.NewSession(SessionOptions{Algo: codec.Deflate, Dir: Compress, Node: 0})
+		src := testData(rand.New(rand.NewSource(5)), 0, 4096)
+		r := &Request{Src: src}
+		start := time.Now()
+		if err := s.Do(context.Background(), r); err != nil {
+			t.Fatal(err)
+		}
+		if r.Engine != "cpu" || time.Since(start) > 2*time.Second {
+			t.Fatalf("pollers %d: engine %q after %v", pollers, r.Engine, time.Since(start))
+		}
+		checkCompressed(t, codec.Deflate, src, r.Out)
+		if l.Metrics().Fallbacks[CauseTimeout] != 1 {
+			t.Fatalf("pollers %d: fallbacks %+v", pollers, l.Metrics().Fallbacks)
+		}
 	}
 }
 
