@@ -247,10 +247,19 @@ func (n *Node) release(of *openFile) error {
 	if of.refs > 0 {
 		return nil
 	}
+	err := of.file.Close()
+	// The backing mtime moved when blocks were written, not when the user
+	// wrote (and not at all for a write of zeros, stored as a hole):
+	// record the time of the last write through the mount.
+	if lw := of.lastWrite.Load(); lw > 0 {
+		ts := []unix.Timespec{{Nsec: unix.UTIME_OMIT}, unix.NsecToTimespec(lw)}
+		if uerr := unix.UtimesNanoAt(unix.AT_FDCWD, "/proc/self/fd/"+strconv.Itoa(int(of.fd.Fd())), ts, 0); uerr != nil {
+			n.errno("set-mtime", "", uerr)
+		}
+	}
 	if st, _, err := fstatFd(int(of.fd.Fd())); err == nil {
 		n.stamp, n.hasStamp = [2]int64{st.Mtim.Nano(), of.file.Size()}, true
 	}
-	err := of.file.Close()
 	of.fd.Close()
 	if n.open == of {
 		n.open = nil
