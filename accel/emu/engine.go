@@ -42,8 +42,8 @@ type engineState struct {
 
 // run is the queue's engine: it consumes SQEs in order from the device head
 // up to the last SQ doorbell tail (§2.4 "orders = 1"; §6.5), writes each
-// result back into its SQE slot and then posts the CQE. It stops when the
-// queue is disabled (until Close) or closed.
+// result back into its SQE slot and then posts the CQE. It stops when
+// ds_rx is set (until Close) or the queue is closed.
 func (q *Queue) run() {
 	defer close(q.done)
 	for {
@@ -57,7 +57,7 @@ func (q *Queue) run() {
 			head, tail, extra := q.sqHead, q.sqTail, q.extra
 			arrival := q.arrivals[head]
 			q.mu.Unlock()
-			if head == tail || q.disabled() {
+			if head == tail || q.rxDisabled() {
 				break
 			}
 			if !q.process(head, arrival, extra) {

@@ -226,9 +226,19 @@ func TestQueueDisabled(t *testing.T) {
 	d := newTestDevice(t, Options{Depth: 16})
 	// ds_tx: sending refused before the doorbell
 	cz := openZip(t, d, uacce.Compress, qm.ZipOptions{})
-	emuQueue(t, d, cz).Disable(true, false)
+	q := emuQueue(t, d, cz)
+	q.SetLatency(20 * time.Millisecond)
+	inflight := fill(t, cz, 5)
+	q.Disable(true, false)
 	if err := cz.Submit(&qm.ZipRequest{Alg: qm.AlgDeflate, Src: []byte("x"), Dst: make([]byte, 0, 64)}); !errors.Is(err, qm.ErrQueueDisabled) {
 		t.Fatalf("ds_tx: %v", err)
+	}
+	// what was submitted before ds_tx still completes (the device drains)
+	drain(t, cz, inflight)
+	for i, r := range inflight {
+		if r.Err != nil {
+			t.Fatalf("in-flight request %d after ds_tx: %v", i, r.Err)
+		}
 	}
 	// ds_rx with requests in flight: all delivered once, with the error
 	cz2 := openZip(t, d, uacce.Compress, qm.ZipOptions{})

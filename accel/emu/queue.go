@@ -129,7 +129,8 @@ func (q *Queue) word(off int) *uint32 {
 }
 
 // Disable sets ds_tx and/or ds_rx to 1, as the kernel does before a reset
-// or on CQ overflow (§2.2). The engine stops consuming SQEs.
+// or on CQ overflow (§2.2). With ds_rx the engine stops consuming SQEs;
+// with ds_tx alone it finishes those already submitted.
 func (q *Queue) Disable(tx, rx bool) {
 	if tx {
 		atomic.StoreUint32(q.word(q.lay.DsTxOff), 1)
@@ -138,6 +139,13 @@ func (q *Queue) Disable(tx, rx bool) {
 		atomic.StoreUint32(q.word(q.lay.DsRxOff), 1)
 	}
 	q.wake()
+}
+
+// rxDisabled: the kernel stops the queue for good (ds_rx); with only ds_tx
+// set the device still completes what was already submitted (the kernel
+// sets ds_tx first to stop new sends before a reset, §2.2).
+func (q *Queue) rxDisabled() bool {
+	return atomic.LoadUint32(q.word(q.lay.DsRxOff)) != 0
 }
 
 func (q *Queue) disabled() bool {

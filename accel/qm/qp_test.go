@@ -218,3 +218,37 @@ func TestZipQueueBadRequests(t *testing.T) {
 		}
 	}
 }
+
+// ds_tx refuses new requests, but those in flight still complete; ds_rx
+// then fails whatever is left, exactly once.
+func TestZipQueueTxThenRx(t *testing.T) {
+	f := newFake(t, 8, 3)
+	z, _ := NewZipQueue(f, ZipOptions{})
+	mk := func() *ZipRequest { return &ZipRequest{Alg: AlgDeflate, Src: []byte("abc"), Dst: make([]byte, 0, 64)} }
+	a, b := mk(), mk()
+	if z.Submit(a) != nil || z.Submit(b) != nil {
+		t.Fatal("submit")
+	}
+	lay := z.qp.Layout()
+	f.setDS(lay.DsTxOff)
+	if err := z.Submit(mk()); !errors.Is(err, ErrQueueDisabled) {
+		t.Fatalf("ds_tx submit: %v", err)
+	}
+	// the device completes a: consumed all, produced 2, status 0
+	binary.LittleEndian.PutUint32(f.dus[0:], 3)
+	binary.LittleEndian.PutUint32(f.dus[4:], 2)
+	f.post(0, 5)
+	var got []*ZipRequest
+	n, err := z.Poll(0, func(r *ZipRequest) { got = append(got, r) })
+	if n != 1 || err != nil || got[0] != a || a.Err != nil || len(a.Out) != 2 {
+		t.Fatalf("completion after ds_tx: n=%d err=%v a.Err=%v", n, err, a.Err)
+	}
+	f.setDS(lay.DsRxOff)
+	n, err = z.Poll(0, func(r *ZipRequest) { got = append(got, r) })
+	if n != 1 || !errors.Is(err, ErrQueueDisabled) || got[1] != b || !errors.Is(b.Err, ErrQueueDisabled) {
+		t.Fatalf("ds_rx: n=%d err=%v b.Err=%v", n, err, b.Err)
+	}
+	if z.InFlight() != 0 {
+		t.Fatal("in flight")
+	}
+}

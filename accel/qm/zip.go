@@ -186,7 +186,10 @@ func (z *ZipQueue) SubmitBatch(reqs []*ZipRequest) (int, error) {
 		for _, r := range reqs[:k] {
 			z.release(r)
 		}
-		if isDead(err) {
+		// ds_tx alone stops new sends only: requests already submitted still
+		// complete (the kernel sets ds_tx first, before a reset), so the
+		// queue is not dead yet; Poll sees ds_rx when the kernel sets it.
+		if errors.Is(err, ErrClosed) || errors.Is(err, ErrProtocol) {
 			z.setDead(err)
 		}
 		return 0, err
@@ -424,6 +427,9 @@ func (z *ZipQueue) Poll(max int, fn func(*ZipRequest)) (int, error) {
 func (z *ZipQueue) pollSome(out []*ZipRequest) (int, error) {
 	z.pollMu.Lock()
 	defer z.pollMu.Unlock()
+	if err := z.Err(); err != nil && len(z.failed) == 0 {
+		z.kill(err) // whatever path killed the queue, flush its tag table
+	}
 	n := 0
 	for n < len(out) && len(z.failed) > 0 {
 		out[n] = z.failed[0]
