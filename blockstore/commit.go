@@ -15,6 +15,13 @@ import (
 //
 // Ordering (invariant 1): no index transaction refers to a record before the
 // record's backing file has been fdatasync'ed.
+//
+// The inode locks are held only to take the snapshot (phase A) and to apply
+// the result (phase C), not across fdatasync and the transaction (phase B):
+// meanwhile readers and writers go on; a new record for a block avoids both
+// the committed location and the one in the commit in flight (two slots + the
+// inline one for block 0, so a block whose two slots are both busy stays dirty
+// until the commit ends).
 func (s *Store) commit(ctx context.Context, only *inode) error {
 	s.commitMu.Lock()
 	defer s.commitMu.Unlock()
@@ -30,15 +37,27 @@ func (s *Store) commit(ctx context.Context, only *inode) error {
 	} else {
 		group = s.snapshotInodes()
 	}
-	for _, e := range group {
-		e.mu.Lock()
+	// Phase A: snapshot under the inode locks.
+	type snap struct {
+		e        *inode
+		size     int64
+		nextGen  uint64
+		sizeHint bool // size changed: rewrite the header's size hint
+		sync     bool // fdatasync needed
 	}
-	defer func() {
+	var work []snap
+	var drops []*inode
+	lockAll := func() {
+		for _, e := range group {
+			e.mu.Lock()
+		}
+	}
+	unlockAll := func() {
 		for _, e := range group {
 			e.mu.Unlock()
 		}
-	}()
-	var work, drops []*inode
+	}
+	lockAll()
 	for _, e := range group {
 		if e.closed {
 			continue
@@ -58,94 +77,139 @@ func (s *Store) commit(ctx context.Context, only *inode) error {
 		}
 		if len(e.dirty) > 0 {
 			if err := e.writeOut(ctx, e.dirtyList()); err != nil {
+				unlockAll()
 				return err
 			}
 		}
-		work = append(work, e)
+		work = append(work, snap{e: e})
+	}
+	for i := range work {
+		sn := &work[i]
+		e := sn.e
+		sn.size, sn.nextGen, sn.sizeHint = e.size, e.nextGen, e.size != e.committedSize
+		sn.sync = e.touched || sn.sizeHint || !e.known
+		e.touched = false
+		e.committing, e.pending = e.pending, make(map[int64]entry)
 	}
 	if len(work) == 0 && len(drops) == 0 {
 		s.releaseIdle(group)
+		unlockAll()
 		return nil
 	}
-	for _, e := range work {
-		if e.size != e.committedSize {
-			if _, err := e.f.WriteAt(marshalSizeHint(e.size, e.nextGen), 40); err != nil {
-				return fmt.Errorf("%s: write size hint: %w", e.path, ioErr(err))
-			}
-			e.touched = true
-		}
-		if e.touched || !e.known {
-			s.hooks.add("sync " + e.path)
-			err := s.hooks.inject("sync", e.path)
-			if err == nil {
-				err = unix.Fdatasync(int(e.f.Fd()))
-			}
-			if err != nil {
-				return fmt.Errorf("%s: fdatasync: %w", e.path, ioErr(err))
-			}
-			e.touched = false
-		}
-	}
-	var d statCounters
-	s.hooks.add("tx")
-	err := s.update(func(tx *bolt.Tx) error {
-		d = statCounters{}
-		files, blocks := tx.Bucket(bucketFiles), tx.Bucket(bucketBlocks)
-		for _, e := range work {
-			if !e.known {
-				d.Files++
-			}
-			d.addSize(e.committedSize, e.size, s.bs)
-			fv := fileVal{Size: e.size, NextGen: e.nextGen}
-			if err := files.Put(e.id[:], fv.marshal()); err != nil {
-				return err
-			}
-			for b, pe := range e.pending {
-				if old, ok := e.committed[b]; ok {
-					d.addEntry(&old, -1)
+	unlockAll()
+	// Phase B: durability of the records, then the index transaction.
+	err := func() error {
+		for _, sn := range work {
+			e := sn.e
+			if sn.sizeHint {
+				if err := s.hooks.inject("write", e.path); err != nil {
+					return fmt.Errorf("%s: write size hint: %w", e.path, ioErr(err))
 				}
-				k := blockKey(e.id, b)
-				if pe.Loc == locNone {
-					if err := blocks.Delete(k); err != nil {
+				if _, err := e.f.WriteAt(marshalSizeHint(sn.size, sn.nextGen), 40); err != nil {
+					return fmt.Errorf("%s: write size hint: %w", e.path, ioErr(err))
+				}
+			}
+			if sn.sync {
+				s.hooks.add("sync " + e.path)
+				err := s.hooks.inject("sync", e.path)
+				if err == nil {
+					err = unix.Fdatasync(int(e.f.Fd()))
+				}
+				if err != nil {
+					return fmt.Errorf("%s: fdatasync: %w", e.path, ioErr(err))
+				}
+			}
+		}
+		var d statCounters
+		s.hooks.add("tx")
+		err := s.update(func(tx *bolt.Tx) error {
+			d = statCounters{}
+			files, blocks := tx.Bucket(bucketFiles), tx.Bucket(bucketBlocks)
+			for _, sn := range work {
+				e := sn.e
+				if !e.known {
+					d.Files++
+				}
+				d.addSize(e.committedSize, sn.size, s.bs)
+				fv := fileVal{Size: sn.size, NextGen: sn.nextGen}
+				if err := files.Put(e.id[:], fv.marshal()); err != nil {
+					return err
+				}
+				for b, pe := range e.committing {
+					if old, ok := e.committed[b]; ok {
+						d.addEntry(&old, -1)
+					}
+					k := blockKey(e.id, b)
+					if pe.Loc == locNone {
+						if err := blocks.Delete(k); err != nil {
+							return err
+						}
+						continue
+					}
+					d.addEntry(&pe, 1)
+					if err := blocks.Put(k, pe.marshal()); err != nil {
 						return err
 					}
-					continue
 				}
-				d.addEntry(&pe, 1)
-				if err := blocks.Put(k, pe.marshal()); err != nil {
+			}
+			for _, e := range drops {
+				if err := dropFileTx(tx, e.id, s.bs, &d); err != nil {
 					return err
 				}
 			}
+			st := s.committedStats()
+			st.add(&d)
+			return tx.Bucket(bucketMeta).Put(keyStats, st.marshal())
+		})
+		if err != nil {
+			return fmt.Errorf("commit index: %w", ioErr(err))
 		}
-		for _, e := range drops {
-			if err := dropFileTx(tx, e.id, s.bs, &d); err != nil {
-				return err
+		s.hooks.add("committed")
+		s.addStats(&d)
+		s.commits.Add(1)
+		return nil
+	}()
+	// Phase C: apply (or give back) under the inode locks.
+	lockAll()
+	defer unlockAll()
+	if err != nil {
+		for _, sn := range work {
+			e := sn.e
+			for b, c := range e.committing {
+				if p, ok := e.pending[b]; ok {
+					// A newer version was written meanwhile; the one that
+					// failed to commit is garbage unless it sits where the
+					// committed or the newer record is.
+					com, _ := e.busy(b)
+					if c.Loc != locNone && c.Loc != p.Loc && c.Loc != com {
+						e.punch(b, c.Loc)
+					}
+					continue
+				}
+				e.pending[b] = c
+			}
+			e.committing = nil
+			if sn.sync {
+				e.touched = true
 			}
 		}
-		st := s.committedStats()
-		st.add(&d)
-		return tx.Bucket(bucketMeta).Put(keyStats, st.marshal())
-	})
-	if err != nil {
-		return fmt.Errorf("commit index: %w", ioErr(err))
+		return err
 	}
-	s.hooks.add("committed")
-	s.addStats(&d)
-	s.commits.Add(1)
-	for _, e := range work {
-		for b, pe := range e.pending {
+	for _, sn := range work {
+		e := sn.e
+		for b, c := range e.committing {
 			old, ok := e.committed[b]
-			if ok && old.bad == nil && old.Loc != pe.Loc {
+			if ok && old.bad == nil && old.Loc != c.Loc {
 				e.punch(b, old.Loc)
 			}
-			if pe.Loc == locNone {
+			if c.Loc == locNone {
 				delete(e.committed, b)
 			} else {
-				e.committed[b] = pe
+				e.committed[b] = c
 			}
 		}
-		clear(e.pending)
-		e.committedSize = e.size
+		e.committing = nil
+		e.committedSize = sn.size
 		e.known = true
 	}
 	for _, e := range drops {
@@ -158,6 +222,9 @@ func (s *Store) commit(ctx context.Context, only *inode) error {
 		}
 	}
 	s.releaseIdle(group)
+	if !s.budget.below(s.budget.limit / 2) {
+		s.kickPressure() // blocks that waited for a free slot can go out now
+	}
 	return nil
 }
 
@@ -174,7 +241,7 @@ func (s *Store) releaseIdle(group []*inode) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, e := range group {
-		if e.closed || e.refs > 0 || (!e.unlinked && e.hasChanges()) || (e.unlinked && e.known) {
+		if e.closed || e.refs > 0 || e.committing != nil || (!e.unlinked && e.hasChanges()) || (e.unlinked && e.known) {
 			continue
 		}
 		if s.files[e.id] == e {

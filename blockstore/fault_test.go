@@ -58,3 +58,5 @@ func TestFaultNoSpace(t *testing.T) {
 		})
 	}
 }
+
+var errInjected = syscall.EIO

@@ -39,8 +39,13 @@ type inode struct {
 	unlinked      bool   // the last name is gone: drop the index entries at the last Close
 	touched       bool   // records written since the last fdatasync
 	// committed is the block map as in the committed index. It changes only
-	// in commit, which also holds Store.commitMu.
+	// in commit, which also holds Store.commitMu (so commit may read it
+	// without mu).
 	committed map[int64]entry
+	// committing holds the pending changes of the commit in flight (nil when
+	// none): set and cleared by commit under mu (with Store.commitMu held),
+	// read by commit without mu in between.
+	committing map[int64]entry
 	// pending holds records written but not yet committed, and (Loc ==
 	// locNone) blocks to delete from the index at the next commit.
 	pending map[int64]entry
@@ -70,13 +75,29 @@ func (e *inode) hasChanges() bool {
 	return len(e.dirty) > 0 || len(e.pending) > 0 || e.size != e.committedSize || !e.known
 }
 
-// current returns the entry a read of block b must use (pending before committed).
+// current returns the entry a read of block b must use (pending before
+// committing before committed).
 func (e *inode) current(b int64) (entry, bool) {
 	if p, ok := e.pending[b]; ok {
 		return p, p.Loc != locNone
 	}
+	if c, ok := e.committing[b]; ok {
+		return c, c.Loc != locNone
+	}
 	c, ok := e.committed[b]
 	return c, ok
+}
+
+// busy returns the locations of block b a new record must not overwrite:
+// the committed record's and the in-flight commit's.
+func (e *inode) busy(b int64) (committed, committing loc) {
+	if c, ok := e.committed[b]; ok && c.bad == nil {
+		committed = c.Loc
+	}
+	if c, ok := e.committing[b]; ok {
+		committing = c.Loc
+	}
+	return committed, committing
 }
 
 // corrupt builds the error for a bad block and logs it once per occurrence.
@@ -305,12 +326,11 @@ func (e *inode) writeOut(ctx context.Context, blocks []int64) error {
 		n := RecordHeaderSize + len(payload)
 		h.marshalTo(rec[:RecordHeaderSize])
 		copy(rec[RecordHeaderSize:], payload)
-		com := e.committed[o.block]
-		comLoc := com.Loc
-		if com.bad != nil {
-			comLoc = locNone
+		comLoc, cingLoc := e.busy(o.block)
+		l, ok := chooseLoc(o.block, n, comLoc, cingLoc)
+		if !ok {
+			continue // both slots busy until the commit in flight ends: stays dirty
 		}
-		l := chooseLoc(o.block, n, comLoc)
 		off, ok := locOffset(bs, o.block, l)
 		if !ok {
 			return fmt.Errorf("%s: block %d: %w", e.path, o.block, ErrTooLarge)
@@ -323,7 +343,7 @@ func (e *inode) writeOut(ctx context.Context, blocks []int64) error {
 		}
 		s.hooks.add("write " + e.path)
 		e.touched = true
-		if p, ok := e.pending[o.block]; ok && p.Loc != locNone && p.Loc != l && p.Loc != comLoc {
+		if p, ok := e.pending[o.block]; ok && p.Loc != locNone && p.Loc != l && p.Loc != comLoc && p.Loc != cingLoc {
 			e.punch(o.block, p.Loc)
 		}
 		en := entry{Loc: l, Algo: h.Algo, Level: h.Level, RawLen: h.RawLen, StoredLen: h.StoredLen, RawCRC: h.RawCRC, StoredCRC: h.StoredCRC, Gen: h.Gen}
@@ -343,11 +363,13 @@ func (e *inode) writeOut(ctx context.Context, blocks []int64) error {
 // makeHole makes block b read as zeros from the next commit on (no record).
 // Caller holds mu exclusively; b must not be dirty afterwards.
 func (e *inode) makeHole(b int64) {
-	com, hasCom := e.committed[b]
-	if p, ok := e.pending[b]; ok && p.Loc != locNone && (!hasCom || p.Loc != com.Loc) {
+	_, hasCom := e.committed[b]
+	_, hasCing := e.committing[b]
+	comLoc, cingLoc := e.busy(b)
+	if p, ok := e.pending[b]; ok && p.Loc != locNone && p.Loc != comLoc && p.Loc != cingLoc {
 		e.punch(b, p.Loc)
 	}
-	if hasCom {
+	if hasCom || hasCing {
 		e.pending[b] = entry{Loc: locNone}
 	} else {
 		delete(e.pending, b)

@@ -150,6 +150,11 @@ func (e *inode) dropBlocks(first int64) {
 			bl = append(bl, b)
 		}
 	}
+	for b := range e.committing {
+		if b >= first {
+			bl = append(bl, b)
+		}
+	}
 	for _, b := range bl {
 		e.dropDirty(b)
 		e.makeHole(b)
@@ -239,7 +244,7 @@ func (f *File) PunchHole(off, n int64) error {
 // are holes already).
 func (e *inode) nextStateBlock(from, last int64) int64 {
 	next := last
-	for _, m := range []func(yield func(int64) bool){e.dirtyKeys, e.pendingKeys, e.committedKeys} {
+	for _, m := range []func(yield func(int64) bool){e.dirtyKeys, e.pendingKeys, e.committingKeys, e.committedKeys} {
 		m(func(b int64) bool {
 			if b >= from && b < next {
 				next = b
@@ -260,6 +265,14 @@ func (e *inode) dirtyKeys(yield func(int64) bool) {
 
 func (e *inode) pendingKeys(yield func(int64) bool) {
 	for b := range e.pending {
+		if !yield(b) {
+			return
+		}
+	}
+}
+
+func (e *inode) committingKeys(yield func(int64) bool) {
+	for b := range e.committing {
 		if !yield(b) {
 			return
 		}
@@ -309,6 +322,13 @@ func (e *inode) dataBlocks(from int64) []int64 {
 		}
 	}
 	for b := range e.committed {
+		if b >= from {
+			if _, ok := e.current(b); ok {
+				set[b] = true
+			}
+		}
+	}
+	for b := range e.committing {
 		if b >= from {
 			if _, ok := e.current(b); ok {
 				set[b] = true

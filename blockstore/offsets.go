@@ -140,16 +140,28 @@ func locCapacity(bs int, l loc) int {
 }
 
 // chooseLoc picks where to write a new record of recLen bytes for block:
-// never the location the committed index references (copy-on-write), the
-// inline slot for block 0 when the record fits there, else the free slot.
-func chooseLoc(block int64, recLen int, committed loc) loc {
-	if block == 0 && recLen <= inlineMax && committed != locInline {
-		return locInline
+// never a location in busy (the committed record's, and the one of a record
+// whose commit is in flight: copy-on-write); the inline slot for block 0 when
+// the record fits there, else the first free slot. ok is false when every
+// location is busy (the block must wait for the commit in flight).
+func chooseLoc(block int64, recLen int, busy ...loc) (l loc, ok bool) {
+	isBusy := func(c loc) bool {
+		for _, b := range busy {
+			if b == c {
+				return true
+			}
+		}
+		return false
 	}
-	if committed == locSlot0 {
-		return locSlot1
+	if block == 0 && recLen <= inlineMax && !isBusy(locInline) {
+		return locInline, true
 	}
-	return locSlot0
+	for _, c := range []loc{locSlot0, locSlot1} {
+		if !isBusy(c) {
+			return c, true
+		}
+	}
+	return locNone, false
 }
 
 // locAt maps a backing-file offset back to the (block, loc) whose record

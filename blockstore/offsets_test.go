@@ -107,28 +107,36 @@ func TestLocOffset(t *testing.T) {
 
 func TestChooseLoc(t *testing.T) {
 	for _, tc := range []struct {
-		block     int64
-		recLen    int
-		committed loc
-		want      loc
+		block  int64
+		recLen int
+		busy   []loc
+		want   loc
+		ok     bool
 	}{
-		{0, 100, locNone, locInline},
-		{0, 100, locInline, locSlot0},
-		{0, 100, locSlot0, locInline},
-		{0, inlineMax, locNone, locInline},
-		{0, inlineMax + 1, locNone, locSlot0},
-		{0, inlineMax + 1, locSlot0, locSlot1},
-		{0, inlineMax + 1, locInline, locSlot0},
-		{1, 100, locNone, locSlot0},
-		{1, 100, locSlot0, locSlot1},
-		{1, 100, locSlot1, locSlot0},
+		{0, 100, nil, locInline, true},
+		{0, 100, []loc{locNone}, locInline, true},
+		{0, 100, []loc{locInline}, locSlot0, true},
+		{0, 100, []loc{locSlot0}, locInline, true},
+		{0, inlineMax, nil, locInline, true},
+		{0, inlineMax + 1, nil, locSlot0, true},
+		{0, inlineMax + 1, []loc{locSlot0}, locSlot1, true},
+		{0, inlineMax + 1, []loc{locInline}, locSlot0, true},
+		{0, 100, []loc{locInline, locSlot0}, locSlot1, true},
+		{0, inlineMax + 1, []loc{locSlot1, locSlot0}, locNone, false},
+		{1, 100, nil, locSlot0, true},
+		{1, 100, []loc{locSlot0}, locSlot1, true},
+		{1, 100, []loc{locSlot1}, locSlot0, true},
+		{1, 100, []loc{locSlot1, locSlot0}, locNone, false},
+		{1, 100, []loc{locSlot0, locNone}, locSlot1, true},
 	} {
-		got := chooseLoc(tc.block, tc.recLen, tc.committed)
-		if got != tc.want {
-			t.Errorf("chooseLoc(%d, %d, %v) = %v, want %v", tc.block, tc.recLen, tc.committed, got, tc.want)
+		got, ok := chooseLoc(tc.block, tc.recLen, tc.busy...)
+		if got != tc.want || ok != tc.ok {
+			t.Errorf("chooseLoc(%d, %d, %v) = %v, %v; want %v, %v", tc.block, tc.recLen, tc.busy, got, ok, tc.want, tc.ok)
 		}
-		if got == tc.committed {
-			t.Errorf("chooseLoc(%d, %d, %v) chose the committed location", tc.block, tc.recLen, tc.committed)
+		for _, b := range tc.busy {
+			if ok && got == b {
+				t.Errorf("chooseLoc(%d, %d, %v) chose a busy location", tc.block, tc.recLen, tc.busy)
+			}
 		}
 	}
 }
