@@ -46,17 +46,10 @@ Examples:
 			if err != nil {
 				return err
 			}
-			store, err := blockstore.Open(backing, &blockstore.Options{CommitInterval: -1})
+			repairing := c.Bool("repair") || c.Bool("rebuild")
+			rep, err := runFsck(backing, c.Bool("repair"), c.Bool("rebuild"))
 			if err != nil {
 				return err
-			}
-			repairing := c.Bool("repair") || c.Bool("rebuild")
-			rep, ferr := store.Fsck(blockstore.FsckOptions{Repair: c.Bool("repair"), Rebuild: c.Bool("rebuild")})
-			if cerr := store.Close(); ferr == nil {
-				ferr = cerr
-			}
-			if ferr != nil {
-				return ferr
 			}
 			if c.Bool("json") {
 				b, err := json.MarshalIndent(rep, "", "  ")
@@ -73,4 +66,22 @@ Examples:
 			return nil
 		},
 	}
+}
+
+// runFsck checks the store; --rebuild also works when the index itself is
+// unreadable (RebuildIndex keeps the old one aside).
+func runFsck(backing string, repair, rebuild bool) (*blockstore.FsckReport, error) {
+	opts := &blockstore.Options{CommitInterval: -1}
+	if rebuild {
+		return blockstore.RebuildIndex(backing, opts)
+	}
+	store, err := blockstore.Open(backing, opts)
+	if err != nil {
+		return nil, err
+	}
+	rep, err := store.Fsck(blockstore.FsckOptions{Repair: repair})
+	if cerr := store.Close(); err == nil {
+		err = cerr
+	}
+	return rep, err
 }
