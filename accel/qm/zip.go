@@ -430,13 +430,7 @@ func (z *ZipQueue) pollSome(out []*ZipRequest) (int, error) {
 	if err := z.Err(); err != nil && len(z.failed) == 0 {
 		z.kill(err) // whatever path killed the queue, flush its tag table
 	}
-	n := 0
-	for n < len(out) && len(z.failed) > 0 {
-		out[n] = z.failed[0]
-		z.failed[0] = nil
-		z.failed = z.failed[1:]
-		n++
-	}
+	n := z.takeFailed(out, 0)
 	if n > 0 || z.Err() != nil {
 		return n, z.Err()
 	}
@@ -454,6 +448,7 @@ func (z *ZipQueue) pollSome(out []*ZipRequest) (int, error) {
 		if err != nil {
 			if isDead(err) {
 				z.kill(err)
+				n = z.takeFailed(out, n)
 			}
 			return n, err
 		}
@@ -462,6 +457,17 @@ func (z *ZipQueue) pollSome(out []*ZipRequest) (int, error) {
 		}
 	}
 	return n, nil
+}
+
+// takeFailed moves failed requests into out[n:]; caller holds pollMu.
+func (z *ZipQueue) takeFailed(out []*ZipRequest, n int) int {
+	for n < len(out) && len(z.failed) > 0 {
+		out[n] = z.failed[0]
+		z.failed[0] = nil
+		z.failed = z.failed[1:]
+		n++
+	}
+	return n
 }
 
 // Wait parks until the device signals a completion or timeout passes (see
