@@ -162,13 +162,22 @@ func (l *Layer) openCtx(es *engState, k regionKey) error {
 
 // startPollers starts, per node and engine with ctxs there, the pollers
 // (one for the CPU engine, cfg.pollers for a hardware engine) and hands each
-// ctx to one of them.
+// ctx to one of them. A device on a node the topology does not list (sysfs
+// disagreeing with itself) still gets pollers, unpinned.
 func (l *Layer) startPollers() {
 	if l.cfg.pollers == 0 {
 		return
 	}
-	for i := range l.topo.Nodes {
-		n := &l.topo.Nodes[i]
+	nodes := append([]Node(nil), l.topo.Nodes...)
+	for _, es := range l.engines {
+		for k := range es.regions {
+			if !containsNode(nodes, k.node) {
+				nodes = append(nodes, Node{ID: k.node})
+			}
+		}
+	}
+	for i := range nodes {
+		n := &nodes[i]
 		for _, es := range l.engines {
 			var ctxs []*hctx
 			for _, k := range regionKeys(n.ID) {
@@ -204,6 +213,15 @@ func (l *Layer) startPollers() {
 		l.wg.Add(1)
 		go p.run()
 	}
+}
+
+func containsNode(ns []Node, id int) bool {
+	for _, n := range ns {
+		if n.ID == id {
+			return true
+		}
+	}
+	return false
 }
 
 // admit counts a new request in; false when the layer is closing.

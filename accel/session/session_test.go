@@ -659,3 +659,26 @@ func TestPollAlongsidePollers(t *testing.T) {
 		}
 	}
 }
+
+// TestDeviceOnUnlistedNode: a device whose node the topology does not list
+// still gets a poller (unpinned): async requests complete.
+func TestDeviceOnUnlistedNode(t *testing.T) {
+	f := newFakeHW("hisi_zip-0", []int{3}, 64, 8)
+	l := newTestLayer(t, WithTopology(Topology{Nodes: []Node{{ID: 0, CPUs: []int{0, 1}}}}), withEngine(f), WithThreshold(0, 0), WithCPUOffload(false))
+	s, _ := l.NewSession(SessionOptions{Algo: codec.Deflate, Dir: Compress, Node: -1})
+	for i := 0; i < 20; i++ {
+		r := &Request{Src: make([]byte, 4096)}
+		done := make(chan struct{})
+		if err := s.Submit(context.Background(), r, func(*Request) { close(done) }); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			t.Fatal("async request on a device of an unlisted node never completed")
+		}
+		if r.Engine != "hisi_zip-0" {
+			t.Fatalf("ran on %q", r.Engine)
+		}
+	}
+}
