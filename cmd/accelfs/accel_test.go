@@ -10,6 +10,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/accelfs/accelfs/accel/emu"
 	"github.com/accelfs/accelfs/accel/session"
 	"github.com/accelfs/accelfs/blockstore"
 	"github.com/accelfs/accelfs/codec"
@@ -171,4 +172,42 @@ func TestAccelFlagValidation(t *testing.T) {
 			t.Errorf("%v accepted", args)
 		}
 	}
+}
+
+// TestAccelDeviceName: --accel <name> finds the device in sysfs (here an
+// emulator's tree standing in for /sys/class/uacce), an unknown name is a
+// usage error, and a device whose queues cannot be opened (no /dev node)
+// leaves the mount on the CPU with the cause counted.
+func TestAccelDeviceName(t *testing.T) {
+	root := t.TempDir()
+	d, err := emu.New(emu.Options{SysfsRoot: root})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	withAccel(t, []string{"--accel", "hisi_zip-0", "--sysfs-root", root}, func(c *cli.Context) error {
+		set, err := selectEngines(c)
+		if err != nil {
+			return err
+		}
+		if len(set.devs) != 1 || set.devs[0].Name != "hisi_zip-0" {
+			t.Fatalf("devices %+v", set.devs)
+		}
+		l, closer, err := newLayer(c, nil)
+		if err != nil {
+			return err
+		}
+		defer closer.Close()
+		m := l.Metrics()
+		if l.HardwareFor(codec.Deflate, session.Compress) || m.Fallbacks[session.CauseOpenError] == 0 {
+			t.Fatalf("unopenable device: %+v", m)
+		}
+		return nil
+	})
+	withAccel(t, []string{"--accel", "hisi_zip-9", "--sysfs-root", root}, func(c *cli.Context) error {
+		if _, err := selectEngines(c); err == nil {
+			t.Fatal("unknown device accepted")
+		}
+		return nil
+	})
 }
