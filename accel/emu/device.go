@@ -74,6 +74,10 @@ type Options struct {
 	OldKernel bool
 	// Flags is written to the flags attribute (default 1 = SVA).
 	Flags uint32
+	// NoSVA writes flags without the SVA bit; Open then refuses the device
+	// with ErrNoSVA as uacce.Host does (the emulator, like accelfs, only
+	// models SVA).
+	NoSVA bool
 	// Level is the codec level used for compression (0 = codec default).
 	Level int
 	// Engine selects real work or the no-op engine.
@@ -164,8 +168,11 @@ func New(opts Options) (*Device, error) {
 	if opts.Depth == 0 || opts.OldKernel {
 		opts.Depth = uacce.DefaultDepth
 	}
-	if opts.Flags == 0 {
+	if opts.Flags == 0 && !opts.NoSVA {
 		opts.Flags = uint32(uacce.FlagSVA)
+	}
+	if opts.NoSVA {
+		opts.Flags &^= uint32(uacce.FlagSVA)
 	}
 	if opts.Seed == 0 {
 		opts.Seed = 1
@@ -282,6 +289,9 @@ func (d *Device) Open(dev uacce.Device, dir uacce.Direction) (uacce.Queue, error
 	}
 	if dir != uacce.Compress && dir != uacce.Decompress {
 		return nil, fmt.Errorf("emu: %s: QM_SET_QP_CTX qc_type %d: EINVAL", d.name, dir)
+	}
+	if d.opts.Flags&uint32(uacce.FlagSVA) == 0 {
+		return nil, fmt.Errorf("emu: open %s (flags %d): %w: %w", d.name, d.opts.Flags, uacce.ErrNoSVA, uacce.ErrNoDevice)
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()

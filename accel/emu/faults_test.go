@@ -608,3 +608,24 @@ func TestNoGoroutineLeak(t *testing.T) {
 		t.Fatalf("open after close: %v", err)
 	}
 }
+
+func TestNoSVADeviceRefused(t *testing.T) {
+	d := newTestDevice(t, Options{NoSVA: true})
+	devs, _ := d.Discover()
+	if len(devs) != 1 || devs[0].SVA() {
+		t.Fatalf("%+v", devs)
+	}
+	if _, err := uacce.Choose(devs, uacce.Want{Algorithm: "deflate"}); !errors.Is(err, uacce.ErrNoDevice) {
+		t.Fatalf("choose: %v", err)
+	}
+	c, err := uacce.Choose(devs, uacce.Want{Algorithm: "deflate", AllowNoSVA: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Open(c, uacce.Compress); !errors.Is(err, uacce.ErrNoSVA) || !errors.Is(err, uacce.ErrNoDevice) {
+		t.Fatalf("open: %v", err)
+	}
+	if _, err := (&uacce.Host{}).Open(c, uacce.Compress); !errors.Is(err, uacce.ErrNoSVA) {
+		t.Fatalf("host open: %v", err)
+	}
+}

@@ -23,13 +23,16 @@ type Want struct {
 	// Refresh re-reads available_instances from sysfs before choosing
 	// (U-WD wd_get_avail_ctx reads it on demand); false uses the snapshot.
 	Refresh bool
+	// AllowNoSVA also considers devices without SVA. They cannot be opened
+	// (ErrNoSVA), so the default skips them.
+	AllowNoSVA bool
 }
 
 // Choose picks the device for w the way UADK v2 does (U-WD
-// wd_find_dev_by_numa, §5.2): skip isolated devices and devices without the
-// algorithm or without free queues; among the rest take the nearest node, and
+// wd_find_dev_by_numa, §5.2): skip isolated devices, devices without the
+// algorithm, without SVA (unless AllowNoSVA) or without free queues; among the rest take the nearest node, and
 // on that node the device with the most available_instances (ties: lowest
-// name). Errors: ErrNoDevice when no device has the algorithm, ErrIsolated
+// name). Errors: ErrNoDevice when no usable (SVA) device has the algorithm, ErrIsolated
 // when all that have it are isolated, ErrBusy when all of those have no free
 // queue. Devices whose available_instances is unknown (-1) count as having
 // one free queue: the open will tell.
@@ -46,6 +49,9 @@ func Choose(devs []Device, w Want) (Device, error) {
 	for i := range devs {
 		d := &devs[i]
 		if w.Algorithm != "" && !d.HasAlgorithm(w.Algorithm) {
+			continue
+		}
+		if !d.SVA() && !w.AllowNoSVA {
 			continue
 		}
 		sawAlg = true

@@ -60,9 +60,13 @@ func TestDiscoverLegacyAttrs(t *testing.T) {
 	if n, err := ReadAvailable(&d); err != nil || n != 9 {
 		t.Errorf("ReadAvailable = %d, %v", n, err)
 	}
-	// No region sizes: Open refuses before touching anything.
-	if _, err := (&Host{}).Open(d, Compress); !errors.Is(err, ErrNoDevice) {
+	// flags 0 (no SVA) and no region sizes: Open refuses before touching anything.
+	if _, err := (&Host{}).Open(d, Compress); !errors.Is(err, ErrNoSVA) {
 		t.Errorf("open legacy device: %v", err)
+	}
+	d.Flags = FlagSVA
+	if _, err := (&Host{}).Open(d, Compress); !errors.Is(err, ErrNoDevice) || errors.Is(err, ErrNoSVA) {
+		t.Errorf("open legacy device without region sizes: %v", err)
 	}
 }
 
@@ -122,7 +126,7 @@ func TestChoose(t *testing.T) {
 		}
 	}
 	// Every device with the algorithm isolated -> ErrIsolated.
-	iso := []Device{{Name: "a-0", Algorithms: []string{"x"}, Isolated: true, AvailableInstances: 5}}
+	iso := []Device{{Name: "a-0", Algorithms: []string{"x"}, Isolated: true, AvailableInstances: 5, Flags: FlagSVA}}
 	if _, err := Choose(iso, Want{Algorithm: "x"}); !errors.Is(err, ErrIsolated) {
 		t.Errorf("all isolated: %v", err)
 	}

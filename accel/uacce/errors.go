@@ -26,6 +26,13 @@ var (
 	// ErrClosed: the queue was closed.
 	ErrClosed = errors.New("uacce: queue closed")
 
+	// ErrNoSVA: the device did not negotiate SVA (flags bit 0). Its SQEs
+	// would need IOVAs from the SS region or a mapped memory pool (§4.5),
+	// which accelfs does not implement; putting process addresses in SQEs
+	// would make the device DMA to the wrong memory. Returned wrapped
+	// together with ErrNoDevice.
+	ErrNoSVA = errors.New("uacce: device without SVA (no-SVA mode not supported)")
+
 	// ErrBadAttr: a sysfs attribute could not be parsed.
 	ErrBadAttr = errors.New("uacce: bad sysfs attribute")
 )

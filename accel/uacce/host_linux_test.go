@@ -13,7 +13,7 @@ import (
 func TestHostOpenErrors(t *testing.T) {
 	dir := t.TempDir()
 	h := &Host{DevRoot: dir}
-	dev := Device{Name: "hisi_zip-0", DevPath: filepath.Join(dir, "hisi_zip-0"), MMIOSize: 8192, DUSSize: 151552}
+	dev := Device{Name: "hisi_zip-0", DevPath: filepath.Join(dir, "hisi_zip-0"), Flags: FlagSVA, MMIOSize: 8192, DUSSize: 151552}
 	if _, err := h.Open(dev, Compress); !errors.Is(err, ErrNoDevice) {
 		t.Errorf("missing node: %v", err)
 	}
@@ -31,7 +31,7 @@ func TestHostOpenErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err := h.Open(dev, Decompress)
-	if err == nil || errors.Is(err, ErrBusy) {
+	if err == nil || errors.Is(err, ErrBusy) || errors.Is(err, ErrNoSVA) {
 		t.Errorf("regular file: %v", err)
 	}
 }

@@ -100,6 +100,9 @@ func (h *Host) Open(dev Device, dir Direction) (Queue, error) {
 	if dir != Compress && dir != Decompress {
 		return nil, fmt.Errorf("uacce: open %s: bad direction %d", dev.Name, dir)
 	}
+	if !dev.SVA() {
+		return nil, fmt.Errorf("uacce: open %s (flags %d): %w: %w", dev.Name, dev.Flags, ErrNoSVA, ErrNoDevice)
+	}
 	if dev.MMIOSize <= 0 || dev.DUSSize <= 0 {
 		return nil, fmt.Errorf("uacce: open %s: region sizes unknown (legacy uacce without region_*_size): %w", dev.Name, ErrNoDevice)
 	}
