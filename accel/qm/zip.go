@@ -268,17 +268,24 @@ func (z *ZipQueue) prepare(r *ZipRequest) error {
 }
 
 func (z *ZipQueue) encode(r *ZipRequest, b []byte) {
+	typ := SQETypeFor(z.info.APIVersion, r.Alg)
 	s := ZipSQE{
-		Type:         SQETypeFor(z.info.APIVersion, r.Alg),
+		Type:         typ,
 		InputLen:     uint32(r.inLen),
 		Finish:       true, // block mode: FINISH, new stream, stateless (§3.5)
 		NewStream:    true,
 		Alg:          r.Alg,
-		WinSize:      4, // 32 KiB window (wd_comp_winsz_type 4)
 		Tag:          r.tag,
 		DestAvailOut: uint32(r.avail),
 		Src:          r.srcAddr,
 		Dst:          r.dstAddr,
+	}
+	if typ == SQETypeV3 {
+		// dw9[15:12] window size, wd_comp_winsz_type 4 = 32 KiB: the full
+		// deflate window, so any standard stream decodes (§3.1). The v1
+		// layout is left at 0 as the old kernel driver fills only the
+		// request type into dw9 (K-ZIPC old version).
+		s.WinSize = 4
 	}
 	s.Encode(b)
 }
