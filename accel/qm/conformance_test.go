@@ -1,7 +1,9 @@
 package qm
 
 import (
+	"bytes"
 	"encoding/binary"
+	"hash/crc32"
 	"testing"
 )
 
@@ -161,6 +163,22 @@ func TestHeaderLen(t *testing.T) {
 		{AlgGzip, []byte{0x1f, 0x8c, 8, 0, 0, 0, 0, 0, 0, 3}, 0, false},
 		{AlgDeflate, nil, 0, true},
 	}
+	// FHCRC: the low 16 bits of the header's CRC-32, checked.
+	h := []byte{0x1f, 0x8b, 8, 0x02, 0, 0, 0, 0, 0, 3}
+	crc := crc32.ChecksumIEEE(h)
+	good := append(bytes.Clone(h), byte(crc), byte(crc>>8), 0xaa)
+	bad := append(bytes.Clone(h), byte(crc)^1, byte(crc>>8), 0xaa)
+	cases = append(cases, struct {
+		alg Alg
+		in  []byte
+		n   int
+		ok  bool
+	}{AlgGzip, good, 12, true}, struct {
+		alg Alg
+		in  []byte
+		n   int
+		ok  bool
+	}{AlgGzip, bad, 0, false})
 	for i, c := range cases {
 		n, err := headerLen(c.alg, c.in)
 		if (err == nil) != c.ok || (c.ok && n != c.n) {

@@ -1,6 +1,10 @@
 package qm
 
-import "fmt"
+import (
+	"encoding/binary"
+	"fmt"
+	"hash/crc32"
+)
 
 // Stream headers written by software (§3.4; U-ZIP fill_buf_deflate_generic,
 // old K-ZIPC add_comp_head): the device emits the deflate body and the
@@ -65,7 +69,13 @@ func headerLen(alg Alg, src []byte) (int, error) {
 				}
 			}
 		}
-		if flg&0x02 != 0 { // FHCRC
+		if flg&0x02 != 0 { // FHCRC: low 16 bits of the CRC-32 of the header before it
+			if n+2 > len(src) {
+				return 0, fmt.Errorf("qm: gzip FHCRC: %w", ErrBadRequest)
+			}
+			if uint16(crc32.ChecksumIEEE(src[:n])) != binary.LittleEndian.Uint16(src[n:]) {
+				return 0, fmt.Errorf("qm: gzip header CRC mismatch: %w", ErrBadRequest)
+			}
 			n += 2
 		}
 		if n > len(src) {
