@@ -67,15 +67,18 @@ func (c *hctx) tryCredit() bool {
 func (c *hctx) releaseCredit() { <-c.credits }
 
 // waitCredit blocks until a credit is free, ctx is done (ctx.Err()), the ctx
-// dies (ErrCtxDead) or the layer closes (ErrClosed). Without a poller for
-// this ctx the waiter reaps it itself while it waits.
+// dies (ErrCtxDead) or the layer closes (ErrClosed). The waiter also reaps
+// the ctx now and then itself: every 50µs without a poller, every 1ms with
+// one (so a poller blocked in a callback that submits cannot deadlock on
+// credits only it would return).
 func (c *hctx) waitCredit(ctx context.Context) error {
-	var tick <-chan time.Time
+	every := time.Millisecond
 	if c.pol == nil {
-		t := time.NewTicker(50 * time.Microsecond)
-		defer t.Stop()
-		tick = t.C
+		every = 50 * time.Microsecond
 	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	tick := t.C
 	for {
 		select {
 		case c.credits <- struct{}{}:

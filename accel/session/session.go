@@ -176,7 +176,8 @@ func (s *Session) Do(ctx context.Context, r *Request) error {
 
 // Submit starts r asynchronously and returns; cb(r) runs exactly once, in a
 // poller's goroutine or in a Layer.Poll caller, when r is complete. cb must
-// not block for long. On a non-nil error cb is never called.
+// not block for long (it holds up the other completions of its poller); it
+// may call Submit or Do. On a non-nil error cb is never called.
 func (s *Session) Submit(ctx context.Context, r *Request, cb func(*Request)) error {
 	if cb == nil {
 		return fmt.Errorf("%w: nil callback", ErrBadRequest)
@@ -298,11 +299,20 @@ func (l *Layer) waitSync(t *task) {
 			runtime.Gosched()
 		}
 	}
-	if c.pol != nil {
-		<-t.done
-		return
+	// Park. A poller normally completes t; the caller still reaps itself
+	// now and then (every 1ms, or 50µs with no poller) so that a Do called
+	// from inside a callback — on the poller's own goroutine — cannot wait
+	// forever for that poller.
+	every := time.Millisecond
+	if c.pol == nil {
+		every = 50 * time.Microsecond
 	}
-	tick := time.NewTicker(50 * time.Microsecond)
+	select {
+	case <-t.done:
+		return
+	default:
+	}
+	tick := time.NewTicker(every)
 	defer tick.Stop()
 	for {
 		select {

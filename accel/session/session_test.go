@@ -682,3 +682,42 @@ func TestDeviceOnUnlistedNode(t *testing.T) {
 		}
 	}
 }
+
+// TestSubmitAndDoFromCallback: callbacks that submit more work and even call
+// Do synchronously (on the poller's own goroutine) do not deadlock, also
+// when the ctx is full.
+func TestSubmitAndDoFromCallback(t *testing.T) {
+	f := newFakeHW("hisi_zip-0", []int{0}, 64, 2)
+	l := newTestLayer(t, withEngine(f), WithThreshold(0, 0), WithCPUOffload(false))
+	s, _ := l.NewSession(SessionOptions{Algo: codec.Deflate, Dir: Compress, Node: 0})
+	var wg sync.WaitGroup
+	var bad atomic.Int32
+	src := testData(rand.New(rand.NewSource(15)), 0, 4096)
+	for i := 0; i < 10; i++ {
+		wg.Add(1)
+		if err := s.Submit(context.Background(), &Request{Src: src}, func(*Request) {
+			defer wg.Done()
+			r := &Request{Src: src}
+			if err := s.Do(context.Background(), r); err != nil || r.Engine != "hisi_zip-0" {
+				bad.Add(1)
+			}
+			wg.Add(1)
+			if err := s.Submit(context.Background(), &Request{Src: src}, func(*Request) { wg.Done() }); err != nil {
+				bad.Add(1)
+				wg.Done()
+			}
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("deadlock: callbacks that submit never finished")
+	}
+	if bad.Load() != 0 {
+		t.Fatalf("%d failures", bad.Load())
+	}
+}
