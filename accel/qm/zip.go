@@ -373,11 +373,14 @@ func (z *ZipQueue) complete(sqe []byte) (*ZipRequest, error) {
 
 func (z *ZipQueue) setDead(err error) { z.dead.CompareAndSwap(nil, &err) }
 
-// kill marks the queue dead and moves every in-flight request to the failed
-// list with err. Caller holds pollMu.
+// kill marks the queue dead, stops it (PUT_Q, unmap, close: afterwards the
+// device touches no buffer, even one that broke the protocol) and moves
+// every in-flight request to the failed list with err. Caller holds pollMu.
+// Nothing touches the regions after this: Submit and Poll check Err first.
 func (z *ZipQueue) kill(err error) {
 	z.setDead(err)
 	err = z.Err()
+	_ = z.qp.q.Close() // idempotent
 	z.submitMu.Lock()
 	defer z.submitMu.Unlock()
 	z.tagMu.Lock()
