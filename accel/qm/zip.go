@@ -140,8 +140,9 @@ func (z *ZipQueue) Err() error {
 
 // Submit sends one request without waiting. ErrBusy when the queue is full
 // (poll and retry), ErrBadRequest for a request this queue cannot take,
-// ErrQueueDisabled/ErrClosed when the queue is dead. On error the request
-// was not accepted and will not be delivered.
+// ErrQueueDisabled when ds_tx is set (requests already in flight still
+// complete unless ds_rx is set too) or the queue died, ErrClosed after
+// Close. On error the request was not accepted and will not be delivered.
 func (z *ZipQueue) Submit(req *ZipRequest) error {
 	n, err := z.SubmitBatch([]*ZipRequest{req})
 	if n == 1 {
