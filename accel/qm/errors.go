@@ -13,9 +13,11 @@ import (
 var (
 	// ErrBusy: the queue has depth-1 requests in flight (§2.5); poll and retry.
 	ErrBusy = uacce.ErrBusy
-	// ErrQueueDisabled: ds_tx/ds_rx is 1 (§2.2), or the device broke the
-	// ring protocol (then also ErrProtocol). Every request in flight is
-	// failed with it; close the queue and redo them elsewhere.
+	// ErrQueueDisabled: ds_tx or ds_rx is 1 (§2.2), or the device broke the
+	// ring protocol (then also ErrProtocol). ds_tx alone makes Submit refuse
+	// new requests while those in flight still complete; ds_rx or a protocol
+	// error kills the queue (qm closes it) and every request in flight is
+	// delivered failed with this error: redo them elsewhere.
 	ErrQueueDisabled = uacce.ErrQueueDisabled
 	// ErrClosed: the queue was closed; requests in flight at Close are
 	// delivered by Poll with this error.
