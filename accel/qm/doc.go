@@ -30,7 +30,7 @@
 //   - DUS: device user share, the queue's shared memory region (§1.4).
 //   - tag: an opaque 32-bit value in the SQE (dw13 in the v1 layout, dw26
 //     in the v3 layout) that the device copies back unchanged; ZipQueue
-//     uses generation<<16 | table index to find the request (§3.3).
+//     uses 1<<31 | generation<<16 | table index to find the request (§3.3).
 //   - poller: the one goroutine that calls Recv/Poll on a queue. Only one
 //     poller per queue makes sense (U-QM: "only support one thread poll one
 //     queue"); Poll serialises concurrent callers.
