@@ -134,3 +134,26 @@ func BenchmarkCPUDeflate(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkQMEmuModel: the no-op engine under HisiZipModel (15 µs per
+// request, 7 GB/s), 8 KiB requests as in the published figures (§5.1:
+// 556 MB/s with one request in flight, ≈7 GB/s with ≥ 60 in flight).
+func BenchmarkQMEmuModel(b *testing.B) {
+	b.Run("8KiB/depth1", func(b *testing.B) {
+		d := newTestDevice(b, Options{Engine: EngineNoop, Model: HisiZipModel()})
+		z := openZip(b, d, uacce.Compress, qm.ZipOptions{SpinFor: time.Millisecond})
+		r := &qm.ZipRequest{Alg: qm.AlgDeflate, Src: benchBlock(8 << 10), Dst: make([]byte, 0, 9<<10)}
+		b.SetBytes(8 << 10)
+		b.ReportAllocs()
+		for b.Loop() {
+			if err := z.Do(b.Context(), r); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("8KiB/depth64", func(b *testing.B) {
+		d := newTestDevice(b, Options{Engine: EngineNoop, Model: HisiZipModel(), Depth: 65})
+		z := openZip(b, d, uacce.Compress, qm.ZipOptions{})
+		pipeline(b, z, qm.AlgDeflate, benchBlock(8<<10), 9<<10)
+	})
+}
