@@ -33,5 +33,10 @@
 // The Queue interface is what accel/qm drives. Two implementations exist:
 // the real device queue in this package (Host.Open, Linux only) and the
 // emulated hisi_zip queue in accel/emu. Provider abstracts "a set of devices
-// that can be discovered and opened" over both.
+// that can be discovered and opened" over both. The real queue makes its
+// system calls through a small kernel interface (kernel_linux.go), so the
+// tests run the exact open/close sequence against a fake uacce kernel.
+//
+// Only SVA devices are opened (ErrNoSVA otherwise): requests carry plain
+// process addresses, which a no-SVA device would take for IOVAs (§1.3, §4.5).
 package uacce
