@@ -204,11 +204,11 @@ func (c *hctx) observe(lat time.Duration, bytes int64) {
 	}
 }
 
-// estimate is the expected time until a request of size bytes submitted now
-// (behind what is already queued) completes.
-func (c *hctx) estimate(size int64) time.Duration {
+// estimate is the expected time from submit to completion of t (submitted
+// to c behind t.ahead queued bytes), from the ctx's current ns-per-byte.
+func (c *hctx) estimate(t *task) time.Duration {
 	npb := math.Float64frombits(c.nsPerByte.Load())
-	return time.Duration(npb * float64(c.inflightBytes.Load()+size))
+	return time.Duration(npb * float64(t.ahead+t.size))
 }
 
 // oldest returns the start time of the oldest pending request (zero if none).

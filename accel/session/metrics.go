@@ -33,6 +33,8 @@ type engineMetrics struct {
 	dir      [2]dirCounters
 	inflight atomic.Int64
 	lat      [latBuckets]atomic.Uint64
+	polled   atomic.Uint64 // sync requests that completed while their caller polled
+	parked   atomic.Uint64 // sync requests whose caller parked
 }
 
 func (m *engineMetrics) record(d Direction, in, out int, err error, lat time.Duration) {
@@ -66,12 +68,17 @@ type DirMetrics struct {
 // redone on the CPU (where they count again); BytesOut counts successful
 // output only.
 type EngineMetrics struct {
-	Requests   uint64     `json:"requests"`
-	BytesIn    uint64     `json:"bytes_in"`
-	BytesOut   uint64     `json:"bytes_out"`
-	Errors     uint64     `json:"errors"`
-	InFlight   int64      `json:"in_flight"`
-	Ctxs       int        `json:"ctxs"`
+	Requests uint64 `json:"requests"`
+	BytesIn  uint64 `json:"bytes_in"`
+	BytesOut uint64 `json:"bytes_out"`
+	Errors   uint64 `json:"errors"`
+	InFlight int64  `json:"in_flight"`
+	Ctxs     int    `json:"ctxs"`
+	// SyncPolled / SyncParked: synchronous requests that completed while
+	// the caller polled, and those whose caller parked (the adaptive
+	// poll/park switch at work).
+	SyncPolled uint64     `json:"sync_polled"`
+	SyncParked uint64     `json:"sync_parked"`
 	Compress   DirMetrics `json:"compress"`
 	Decompress DirMetrics `json:"decompress"`
 	// LatencyUS maps "<N" (microseconds, powers of two) to the number of
@@ -99,6 +106,7 @@ func (m *engineMetrics) snapshot(ctxs int) EngineMetrics {
 	e.Errors = e.Compress.Errors + e.Decompress.Errors
 	e.InFlight = m.inflight.Load()
 	e.Ctxs = ctxs
+	e.SyncPolled, e.SyncParked = m.polled.Load(), m.parked.Load()
 	for i := range m.lat {
 		if n := m.lat[i].Load(); n > 0 {
 			if e.LatencyUS == nil {

@@ -280,8 +280,10 @@ func (l *Layer) waitSync(t *task) {
 		<-t.done
 		return
 	}
-	if est := c.estimate(t.size); est <= l.cfg.spinLimit && l.cfg.spinLimit > 0 {
-		budget := 2*est + time.Microsecond
+	if est := c.estimate(t); est <= l.cfg.spinLimit && l.cfg.spinLimit > 0 {
+		// twice the estimate plus an absolute allowance for scheduling
+		// jitter, never more than the spin limit
+		budget := 2*est + 20*time.Microsecond
 		if budget > l.cfg.spinLimit {
 			budget = l.cfg.spinLimit
 		}
@@ -289,6 +291,7 @@ func (l *Layer) waitSync(t *task) {
 		for i := 0; ; i++ {
 			select {
 			case <-t.done:
+				c.es.m.polled.Add(1)
 				return
 			default:
 			}
@@ -303,6 +306,7 @@ func (l *Layer) waitSync(t *task) {
 	// now and then (every 1ms, or 50µs with no poller) so that a Do called
 	// from inside a callback — on the poller's own goroutine — cannot wait
 	// forever for that poller.
+	c.es.m.parked.Add(1)
 	every := time.Millisecond
 	if c.pol == nil {
 		every = 50 * time.Microsecond

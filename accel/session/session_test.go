@@ -721,3 +721,31 @@ func TestSubmitAndDoFromCallback(t *testing.T) {
 		t.Fatalf("%d failures", bad.Load())
 	}
 }
+
+// TestAdaptivePollPark: a ctx that shows long latencies makes sync callers
+// park at once; a fast one lets them poll. Nobody spins on a slow device.
+func TestAdaptivePollPark(t *testing.T) {
+	run := func(lat time.Duration) EngineMetrics {
+		f := newFakeHW("hisi_zip-0", []int{0}, 64, 8)
+		f.latency = func(int) time.Duration { return lat }
+		l := newTestLayer(t, withEngine(f), WithThreshold(0, 0), WithCPUOffload(false), WithSpinLimit(2*time.Millisecond))
+		zs, _ := l.NewSession(SessionOptions{Algo: codec.Deflate, Dir: Compress, Node: 0})
+		for i := 0; i < 30; i++ {
+			if err := zs.Do(context.Background(), &Request{Src: make([]byte, 4096)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return l.Metrics().Engines["hisi_zip-0"]
+	}
+	slow := run(20 * time.Millisecond)
+	if slow.SyncParked < 28 {
+		t.Fatalf("slow device: polled %d parked %d; want (nearly) all parked", slow.SyncPolled, slow.SyncParked)
+	}
+	fast := run(0)
+	// Loose on purpose: on a loaded machine a scheduling stall inflates the
+	// EWMA for a while; the contrast with the slow device is the point.
+	if fast.SyncPolled < 5 {
+		t.Fatalf("fast device: polled %d parked %d; want it to poll", fast.SyncPolled, fast.SyncParked)
+	}
+	t.Logf("slow: polled %d parked %d; fast: polled %d parked %d", slow.SyncPolled, slow.SyncParked, fast.SyncPolled, fast.SyncParked)
+}
