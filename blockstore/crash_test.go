@@ -32,6 +32,7 @@ const (
 	crashBS      = 4096
 	crashMaxOff  = 48 << 10
 	crashMaxSize = 56 << 10
+	crashChunk   = 2 * crashBS // the store's write step for DirtyLimit 8 blocks
 )
 
 type crashOp struct {
@@ -261,15 +262,36 @@ func TestCrash(t *testing.T) {
 			}
 		}
 		rng := rand.New(rand.NewPCG(seed, 1))
+		// history[k][h] = the states (op index, -1 = base) whose block had hash h, for diagnostics.
+		history := make([]map[uint64][]int, crashFiles)
+		for k := range history {
+			history[k] = map[uint64][]int{}
+			for _, h := range blockHashes(model[k]) {
+				history[k][h] = append(history[k][h], -1)
+			}
+		}
 		for i := 0; i <= began; i++ {
 			op := nextCrashOp(rng)
 			k := op.file
 			switch op.kind {
 			case 0:
-				if end := op.off + int64(op.n); end > int64(len(model[k])) {
-					model[k] = append(model[k], make([]byte, end-int64(len(model[k])))...)
+				// The store applies a write in block-aligned steps; a commit
+				// (hence a crash) may fall between two steps.
+				data, off := crashData(op), op.off
+				steps := writeSteps(off, len(data), crashBS, crashChunk)
+				for si, n := range steps {
+					if end := off + int64(n); end > int64(len(model[k])) {
+						model[k] = append(model[k], make([]byte, end-int64(len(model[k])))...)
+					}
+					copy(model[k][off:], data[:n])
+					data, off = data[n:], off+int64(n)
+					if si < len(steps)-1 && i > syncs[k] {
+						record(k)
+						for _, h := range blockHashes(model[k]) {
+							history[k][h] = append(history[k][h], i)
+						}
+					}
 				}
-				copy(model[k][op.off:], crashData(op))
 			case 1:
 				if op.off < int64(len(model[k])) {
 					model[k] = model[k][:op.off]
@@ -282,6 +304,9 @@ func TestCrash(t *testing.T) {
 			}
 			if i >= syncs[k] {
 				record(k)
+			}
+			for _, h := range blockHashes(model[k]) {
+				history[k][h] = append(history[k][h], i)
 			}
 		}
 		totalOps += began + 1
@@ -297,8 +322,9 @@ func TestCrash(t *testing.T) {
 			}
 			for b, h := range blockHashes(got) {
 				if !allowedHash[k][int64(b)][h] {
-					t.Fatalf("iteration %d (seed %d): %s block %d is torn or lost (last sync op %d, %d ops began)",
-						it, seed, crashName(k), b, syncs[k], began+1)
+					chunk := got[b*crashBS : min(len(got), (b+1)*crashBS)]
+					t.Fatalf("iteration %d (seed %d): %s block %d is torn or lost (last sync op %d, %d ops began); size %d; the block's content is that of states %v; first bytes %x",
+						it, seed, crashName(k), b, syncs[k], began+1, len(got), history[k][h], chunk[:min(16, len(chunk))])
 				}
 			}
 			base[k] = got

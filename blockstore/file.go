@@ -513,7 +513,9 @@ func (e *inode) maxWriteChunk() int {
 
 // WriteAtContext is WriteAt with a context: cancellation while waiting for
 // dirty-cache space or a read-modify-write returns ErrInterrupted (with the
-// bytes written so far).
+// bytes written so far). A write larger than a step (DirtyLimit/4, at most
+// 8 MiB) is applied in block-aligned steps: a crash may keep a prefix of it,
+// in whole blocks, never part of a block's update.
 func (f *File) WriteAtContext(ctx context.Context, p []byte, off int64) (int, error) {
 	if err := f.check(); err != nil {
 		return 0, err
@@ -525,9 +527,7 @@ func (f *File) WriteAtContext(ctx context.Context, p []byte, off int64) (int, er
 		return 0, fmt.Errorf("%s: write at %d+%d: %w (max file size %d)", f.e.path, off, len(p), ErrTooLarge, MaxFileSize)
 	}
 	done := 0
-	chunk := f.e.maxWriteChunk()
-	for done < len(p) {
-		n := min(len(p)-done, chunk)
+	for _, n := range writeSteps(off, len(p), f.e.s.bs, f.e.maxWriteChunk()) {
 		if err := f.e.writeChunk(ctx, p[done:done+n], off+int64(done)); err != nil {
 			return done, err
 		}

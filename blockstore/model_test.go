@@ -8,6 +8,7 @@ import (
 	"os"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/accelfs/accelfs/codec"
 )
@@ -53,6 +54,10 @@ func modelRun(t *testing.T, bs int, algo codec.ID, seed uint64, ops int) {
 	opts.CacheBytes = int64(6 * bs)
 	if rng.IntN(2) == 0 {
 		opts.ReadaheadBytes = -1
+	}
+	if seed%2 == 0 {
+		// Background commits run concurrently with the operations.
+		opts.CommitInterval = 3 * time.Millisecond
 	}
 	s := mustOpen(t, dir, opts)
 	maxSize := int64(16 * bs)

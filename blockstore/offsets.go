@@ -181,3 +181,20 @@ func locAt(bs int, off int64) (block int64, l loc, ok bool) {
 	n := rel / s
 	return n / 2, locSlot0 + loc(n%2), true
 }
+
+// writeSteps splits a write of n bytes at off into the lengths of the steps
+// WriteAt applies one at a time (each under the content lock): at most chunk
+// bytes each (chunk is a multiple of bs), and every boundary between steps
+// falls on a block boundary, so no block is ever split between two steps (a
+// commit between steps never sees half of a block's update).
+func writeSteps(off int64, n, bs, chunk int) []int {
+	var steps []int
+	for n > 0 {
+		end := (off + int64(chunk)) / int64(bs) * int64(bs)
+		l := int(min(int64(n), end-off))
+		steps = append(steps, l)
+		off += int64(l)
+		n -= l
+	}
+	return steps
+}

@@ -157,3 +157,34 @@ func TestUsedLen(t *testing.T) {
 		}
 	}
 }
+
+func TestWriteSteps(t *testing.T) {
+	for _, tc := range []struct {
+		off       int64
+		n, bs, ch int
+		want      []int
+	}{
+		{0, 0, 4096, 8192, nil},
+		{0, 100, 4096, 8192, []int{100}},
+		{0, 8192, 4096, 8192, []int{8192}},
+		{0, 10000, 4096, 8192, []int{8192, 1808}},
+		{100, 10000, 4096, 8192, []int{8092, 1908}},
+		{4095, 2, 4096, 4096, []int{1, 1}},
+		{5000, 30000, 4096, 8192, []int{7288, 8192, 8192, 6328}},
+	} {
+		got := writeSteps(tc.off, tc.n, tc.bs, tc.ch)
+		if !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("writeSteps(%d, %d, %d, %d) = %v, want %v", tc.off, tc.n, tc.bs, tc.ch, got, tc.want)
+		}
+		off := tc.off
+		for i, l := range got {
+			if l <= 0 || l > tc.ch {
+				t.Errorf("step %d of %d bytes", i, l)
+			}
+			off += int64(l)
+			if i < len(got)-1 && off%int64(tc.bs) != 0 {
+				t.Errorf("writeSteps(%d, %d): boundary %d not block aligned", tc.off, tc.n, off)
+			}
+		}
+	}
+}
