@@ -302,3 +302,43 @@ func TestClosedErrors(t *testing.T) {
 	checkContent(t, g, []byte("x"))
 	g.Close()
 }
+
+// A backing file created but never initialized (crash between create and
+// InitFile) reads as empty, is initialized on open, and is an fsck cleanup.
+func TestUninitializedFile(t *testing.T) {
+	dir := t.TempDir()
+	s := mustOpen(t, dir, testOpts(t, 4096, codec.LZ4))
+	defer s.Close()
+	if err := os.WriteFile(filepath.Join(dir, "empty"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := s.Fsck(FsckOptions{})
+	if err != nil || !rep.Clean() || len(rep.Cleanups) != 1 || rep.Cleanups[0].Kind != CleanupUninitialized {
+		t.Fatalf("fsck: %v %v", err, rep)
+	}
+	bf, _ := os.Open(filepath.Join(dir, "empty"))
+	if sz, _, err := s.StatFile(bf); err != nil || sz != 0 {
+		t.Fatalf("StatFile: %d %v", sz, err)
+	}
+	bf.Close()
+	f := openFile(t, s, "empty")
+	if f.Size() != 0 {
+		t.Fatal("size")
+	}
+	mustWrite(t, f, []byte("now"), 0)
+	checkContent(t, f, []byte("now"))
+	f.Close()
+	if err := s.InitFile(mustOpenRW(t, filepath.Join(dir, "empty"))); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("InitFile of a non-empty file: %v", err)
+	}
+}
+
+func mustOpenRW(t *testing.T, path string) *os.File {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return f
+}

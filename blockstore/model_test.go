@@ -2,6 +2,7 @@ package blockstore
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -191,6 +192,34 @@ func modelRun(t *testing.T, bs int, algo codec.ID, seed uint64, ops int) {
 			trace = append(trace, fmt.Sprintf("%d flush %s", i, name))
 			if err := f.Flush(); err != nil {
 				fail("flush: %v", err)
+			}
+		case op < 91: // SEEK_DATA / SEEK_HOLE against the model's zeros
+			off := rng.Int64N(maxSize)
+			trace = append(trace, fmt.Sprintf("%d seek %s off=%d", i, name, off))
+			size := int64(len(m))
+			d, derr := f.SeekData(off)
+			switch {
+			case off >= size:
+				if derr == nil {
+					fail("SeekData(%d) past EOF %d = %d", off, size, d)
+				}
+			case derr != nil:
+				if !errors.Is(derr, ErrNoData) || !isZero(m[off:]) {
+					fail("SeekData(%d): %v, but data follows", off, derr)
+				}
+			case d < off || d >= size || !isZero(m[off:d]) || (d != off && d%int64(bs) != 0):
+				fail("SeekData(%d) = %d (size %d)", off, d, size)
+			}
+			h, herr := f.SeekHole(off)
+			switch {
+			case off >= size:
+				if herr == nil {
+					fail("SeekHole(%d) past EOF %d = %d", off, size, h)
+				}
+			case herr != nil || h < off || h > size:
+				fail("SeekHole(%d) = %d, %v (size %d)", off, h, herr, size)
+			case h < size && !isZero(m[h:min(size, (h/int64(bs)+1)*int64(bs))]):
+				fail("SeekHole(%d) = %d is not in a hole", off, h)
 			}
 		case op < 93: // reopen one file (another handle first: shared entry)
 			trace = append(trace, fmt.Sprintf("%d reopen-file %s", i, name))
