@@ -330,3 +330,77 @@ func TestEmuCompressDstSizes(t *testing.T) {
 		t.Fatalf("output_too_small fallbacks %d", got)
 	}
 }
+
+// TestEmuChaos: every fault at once (1% error status, 1% output too small,
+// 2% late completions, a queue disabled mid-run) under many goroutines and
+// sessions, sync and async mixed, compress and decompress on the device:
+// every byte right, every async callback exactly once, the fallbacks add up,
+// nothing leaks.
+func TestEmuChaos(t *testing.T) {
+	d := newEmu(t, emu.Options{Depth: 32, Queues: 64})
+	d.SetFaults(emu.Faults{ErrorRate: 0.01, TooSmallRate: 0.01, LateRate: 0.02, LateBy: 2 * time.Millisecond, DisableAfter: 200})
+	l := emuLayer(t, d, WithSysRoot(twoNodeRoot(t)), WithThreshold(512, 512), WithHWCtxsPerRegion(2))
+	var css, dss []*Session
+	for i := 0; i < 8; i++ {
+		algo := []codec.ID{codec.Deflate, codec.Zlib, codec.Gzip, codec.LZ4}[i%4]
+		cs, _ := l.NewSession(SessionOptions{Algo: algo, Dir: Compress, Node: i % 2})
+		ds, _ := l.NewSession(SessionOptions{Algo: algo, Dir: Decompress, Node: (i + 1) % 2})
+		css, dss = append(css, cs), append(dss, ds)
+	}
+	var wg sync.WaitGroup
+	var bad, twice atomic.Int64
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func(g int) {
+			defer wg.Done()
+			rnd := rand.New(rand.NewSource(int64(100 + g)))
+			for i := 0; i < 80; i++ {
+				k := rnd.Intn(len(css))
+				src := testData(rnd, rnd.Intn(4), []int{300, 4096, 20000, 128 << 10}[rnd.Intn(4)])
+				do := func(s *Session, r *Request) error {
+					if rnd.Intn(2) == 0 {
+						return s.Do(context.Background(), r)
+					}
+					var calls atomic.Int32
+					done := make(chan struct{})
+					if err := s.Submit(context.Background(), r, func(*Request) {
+						if calls.Add(1) == 1 {
+							close(done)
+						} else {
+							twice.Add(1)
+						}
+					}); err != nil {
+						return err
+					}
+					<-done
+					return r.Err
+				}
+				c := &Request{Src: src}
+				if err := do(css[k], c); err != nil {
+					t.Error(err)
+					return
+				}
+				r := &Request{Src: c.Out, RawLen: len(src), Dst: make([]byte, 0, len(src))}
+				if err := do(dss[k], r); err != nil {
+					t.Error(err)
+					return
+				}
+				if !bytes.Equal(r.Out, src) {
+					bad.Add(1)
+				}
+			}
+		}(g)
+	}
+	wg.Wait()
+	time.Sleep(5 * time.Millisecond)
+	m := l.Metrics()
+	st := d.Stats()
+	if bad.Load() != 0 || twice.Load() != 0 {
+		t.Fatalf("%d wrong results, %d duplicate callbacks", bad.Load(), twice.Load())
+	}
+	if st.Injected == 0 || m.Fallbacks[CauseErrorStatus]+m.Fallbacks[CauseOutputTooSmall] == 0 || m.Fallbacks[CauseQueueDisabled] == 0 {
+		t.Fatalf("faults not exercised: device %+v, fallbacks %v", st, m.Fallbacks)
+	}
+	t.Logf("device: %d requests, %d injected; fallbacks %v; engines hw %d cpu %d", st.Requests, st.Injected,
+		m.Fallbacks, m.Engines["hisi_zip-0"].Requests, m.Engines["cpu"].Requests)
+}
