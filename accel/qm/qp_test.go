@@ -248,3 +248,60 @@ func TestZipQueueTxThenRx(t *testing.T) {
 		t.Fatal("in flight")
 	}
 }
+
+// slowDBQueue is a fakeQueue whose SQ doorbell takes a while and whose
+// Close records whether it ran while a doorbell was in progress: on a real
+// queue Close unmaps the regions, so a Send still copying SQEs or ringing
+// the doorbell would fault (uacce.Queue: Close must not race with Doorbell).
+type slowDBQueue struct {
+	*fakeQueue
+	inDB     atomic.Bool
+	entered  chan struct{}
+	overlaps atomic.Int32
+}
+
+func (s *slowDBQueue) Doorbell(off int, v uint64) error {
+	s.inDB.Store(true)
+	defer s.inDB.Store(false)
+	if DecodeDoorbell(s.info.APIVersion, v).Cmd == DBSQ {
+		close(s.entered)
+		time.Sleep(50 * time.Millisecond)
+	}
+	return nil
+}
+
+func (s *slowDBQueue) Close() error {
+	if s.inDB.Load() {
+		s.overlaps.Add(1)
+	}
+	return nil
+}
+
+// Closing (or killing) a ZipQueue while a Submit is ringing the SQ doorbell
+// waits for the Submit: the uacce queue is never closed under it.
+func TestZipQueueCloseWaitsForSubmit(t *testing.T) {
+	q := &slowDBQueue{fakeQueue: newFake(t, 8, 3), entered: make(chan struct{})}
+	z, err := NewZipQueue(q, ZipOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &ZipRequest{Alg: AlgDeflate, Src: []byte("hello"), Dst: make([]byte, 0, 64)}
+	done := make(chan error, 1)
+	go func() { done <- z.Submit(r) }()
+	select {
+	case <-q.entered:
+	case <-time.After(5 * time.Second):
+		t.Fatal("submit never rang the doorbell")
+	}
+	z.Close()
+	if err := <-done; err != nil {
+		t.Fatalf("submit: %v", err)
+	}
+	if q.overlaps.Load() != 0 {
+		t.Fatal("queue closed while a Submit was ringing its doorbell")
+	}
+	var got []*ZipRequest
+	if n, err := z.Poll(0, func(r *ZipRequest) { got = append(got, r) }); n != 1 || got[0] != r || !errors.Is(r.Err, ErrClosed) || !errors.Is(err, ErrClosed) {
+		t.Fatalf("after close: n=%d err=%v req.Err=%v", n, err, r.Err)
+	}
+}

@@ -376,14 +376,18 @@ func (z *ZipQueue) setDead(err error) { z.dead.CompareAndSwap(nil, &err) }
 
 // kill marks the queue dead, stops it (PUT_Q, unmap, close: afterwards the
 // device touches no buffer, even one that broke the protocol) and moves
-// every in-flight request to the failed list with err. Caller holds pollMu.
-// Nothing touches the regions after this: Submit and Poll check Err first.
-func (z *ZipQueue) kill(err error) {
+// every in-flight request to the failed list with err. It returns the
+// queue's Close error. Caller holds pollMu, so no Recv is running; kill
+// takes submitMu before closing, so no Send is copying SQEs into the DUS or
+// ringing the doorbell while the regions are unmapped (uacce.Queue: Close
+// must not race with Doorbell). Nothing touches the regions after this:
+// Submit and Poll check Err first.
+func (z *ZipQueue) kill(err error) error {
 	z.setDead(err)
 	err = z.Err()
-	_ = z.qp.q.Close() // idempotent
 	z.submitMu.Lock()
 	defer z.submitMu.Unlock()
+	cerr := z.qp.q.Close() // idempotent
 	z.tagMu.Lock()
 	var victims []*ZipRequest
 	for _, r := range z.table {
@@ -397,6 +401,7 @@ func (z *ZipQueue) kill(err error) {
 		r.Out, r.Err = nil, err
 		z.failed = append(z.failed, r)
 	}
+	return cerr
 }
 
 // pollBatch bounds how many completions Poll gathers under its lock before
@@ -550,7 +555,5 @@ func (z *ZipQueue) Do(ctx context.Context, req *ZipRequest) error {
 func (z *ZipQueue) Close() error {
 	z.pollMu.Lock()
 	defer z.pollMu.Unlock()
-	err := z.qp.q.Close() // idempotent
-	z.kill(fmt.Errorf("qm: %s qp %d: %w", z.info.Device, z.info.QPID, ErrClosed))
-	return err
+	return z.kill(fmt.Errorf("qm: %s qp %d: %w", z.info.Device, z.info.QPID, ErrClosed))
 }
