@@ -142,7 +142,14 @@ func (e *inode) fetch(ctx context.Context, fs []*fetched) error {
 			continue
 		}
 		off, _ := locOffset(bs, fe.block, fe.en.Loc) // entries are validated
-		rec := make([]byte, fe.en.recordLen())
+		var rec []byte
+		if fe.en.Algo != 0 {
+			// Decoded into a fresh buffer below: the record buffer is scratch.
+			rec = e.s.getBuf()[:fe.en.recordLen()]
+			defer e.s.putBuf(rec)
+		} else {
+			rec = make([]byte, fe.en.recordLen()) // raw: the payload is the data
+		}
 		n, err := e.f.ReadAt(rec, off)
 		if n < len(rec) {
 			if err == nil || errors.Is(err, io.EOF) {
