@@ -133,9 +133,12 @@ func (q *devQueue) Wait(timeout time.Duration) (bool, error) {
 	if q.closed.Load() {
 		return false, ErrClosed
 	}
+	deadline := time.Now().Add(timeout)
 	for {
 		ready, revErr, err := q.k.Poll(q.fd, timeout) // §1.6: EPOLLIN when is_q_updated
 		if errors.Is(err, syscall.EINTR) {
+			// Retry with what is left, so signals cannot stretch the wait.
+			timeout = max(time.Until(deadline), 0)
 			continue
 		}
 		if err != nil {

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 )
 
 // No hardware here: these check the error paths of the real open sequence.
@@ -33,5 +34,28 @@ func TestHostOpenErrors(t *testing.T) {
 	_, err := h.Open(dev, Decompress)
 	if err == nil || errors.Is(err, ErrBusy) || errors.Is(err, ErrNoSVA) {
 		t.Errorf("regular file: %v", err)
+	}
+}
+
+// The real poll() wrapper never turns a timeout into "forever": negative
+// timeouts are 0, tiny ones round up to 1 ms, huge ones are clamped.
+func TestSysKernelPollBounded(t *testing.T) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	defer w.Close()
+	fd := int(r.Fd())
+	for _, to := range []time.Duration{-time.Hour, -time.Nanosecond, 0, 200 * time.Microsecond} {
+		start := time.Now()
+		ready, _, err := sysKernel{}.Poll(fd, to)
+		if ready || err != nil || time.Since(start) > time.Second {
+			t.Fatalf("timeout %v: ready %v err %v after %v", to, ready, err, time.Since(start))
+		}
+	}
+	w.Write([]byte{1})
+	if ready, _, err := (sysKernel{}).Poll(fd, 1<<62); !ready || err != nil {
+		t.Fatalf("readable pipe: ready %v err %v", ready, err)
 	}
 }

@@ -3,6 +3,7 @@
 package uacce
 
 import (
+	"math"
 	"time"
 	"unsafe"
 
@@ -19,7 +20,7 @@ func (sysKernel) Open(path string) (int, error) {
 }
 
 func (sysKernel) Ioctl(fd int, cmd IoctlCmd, arg []byte) error {
-	var p uintptr
+	var p unsafe.Pointer
 	if len(arg) > 0 {
 		if uint32(len(arg)) != cmd.Size() {
 			return unix.EINVAL
@@ -27,9 +28,11 @@ func (sysKernel) Ioctl(fd int, cmd IoctlCmd, arg []byte) error {
 		// unsafe: arg is a live Go byte slice of exactly the struct size the
 		// command encodes, laid out as the kernel struct (abi.go); the kernel
 		// copies in and out during the synchronous call and keeps no reference.
-		p = uintptr(unsafe.Pointer(&arg[0]))
+		p = unsafe.Pointer(&arg[0])
 	}
-	_, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), uintptr(cmd), p)
+	// The pointer is converted to uintptr in the Syscall argument list itself
+	// (unsafe.Pointer rule 4), so arg is kept alive and in place for the call.
+	_, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), uintptr(cmd), uintptr(p))
 	if e != 0 {
 		return e
 	}
@@ -43,9 +46,14 @@ func (sysKernel) Mmap(fd int, pgoff int64, length int) ([]byte, error) {
 func (sysKernel) Munmap(b []byte) error { return unix.Munmap(b) }
 
 func (sysKernel) Poll(fd int, timeout time.Duration) (bool, bool, error) {
-	ms := int(timeout / time.Millisecond)
-	if timeout > 0 && ms == 0 {
-		ms = 1
+	// Whole milliseconds, rounded up, within poll(2)'s int: a negative
+	// timeout is 0 (poll would take a negative one as "forever").
+	ms := 0
+	if timeout > 0 {
+		ms = int(min(timeout/time.Millisecond+1, math.MaxInt32))
+		if timeout%time.Millisecond == 0 {
+			ms--
+		}
 	}
 	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
 	n, err := unix.Poll(fds, ms)
