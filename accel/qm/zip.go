@@ -300,6 +300,7 @@ func (z *ZipQueue) release(r *ZipRequest) bool {
 	if held {
 		z.table[idx] = nil
 		z.free = append(z.free, uint16(idx))
+		r.tag = 0 // under tagMu: complete compares tags under it
 	}
 	z.tagMu.Unlock()
 	if !held {
@@ -310,7 +311,6 @@ func (z *ZipQueue) release(r *ZipRequest) bool {
 		z.mapper.Unmap(r.dstAddr)
 	}
 	r.pin.Unpin()
-	r.tag = 0
 	return true
 }
 
@@ -323,14 +323,14 @@ func (z *ZipQueue) complete(sqe []byte) (*ZipRequest, error) {
 	idx := int(s.Tag & 0xffff)
 	z.tagMu.Lock()
 	var r *ZipRequest
-	if idx < len(z.table) {
+	if idx < len(z.table) && z.table[idx] != nil && z.table[idx].tag == s.Tag {
 		r = z.table[idx]
 	}
 	z.tagMu.Unlock()
-	if r == nil || r.tag != s.Tag {
+	if r == nil {
 		return nil, fmt.Errorf("qm: %s qp %d: completion with unknown tag %#x: %w: %w", z.info.Device, z.info.QPID, s.Tag, ErrQueueDisabled, ErrProtocol)
 	}
-	tag := r.tag
+	tag := s.Tag
 	z.release(r)
 	r.Status, r.CtxSt, r.Checksum = s.Status, uint8(s.CtxDW0&0xf), s.Checksum
 	if int(s.Produced) > r.avail || int(s.Consumed) > r.inLen {
