@@ -289,8 +289,10 @@ func TestDisableMidStream(t *testing.T) {
 			t.Fatalf("request %d: %v", i, r.Err)
 		}
 	}
-	if ok >= 63 {
-		t.Fatalf("%d completed: the disable did not happen", ok)
+	// The 40th request disables the queue before it completes; of the 39
+	// before it, those qm had not consumed when it saw ds_rx fail too.
+	if ok > 39 {
+		t.Fatalf("%d completed: the disable did not happen at the 40th request", ok)
 	}
 }
 
@@ -511,6 +513,9 @@ func TestReorderAcrossQueues(t *testing.T) {
 	for len(got) < 20 && time.Now().Before(deadline) {
 		fast.Poll(0, func(r *qm.ZipRequest) { got = append(got, r.Priv.(int)) })
 		fast.Wait(time.Millisecond)
+	}
+	if len(got) != 20 {
+		t.Fatalf("%d of 20 late requests delivered in 5s: %v", len(got), got)
 	}
 	for i, v := range got {
 		if v != i {
