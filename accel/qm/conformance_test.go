@@ -28,6 +28,9 @@ func TestDUSLayoutConformance(t *testing.T) {
 	if _, err := DUSLayout(128, 1, 1024, 4096); err == nil {
 		t.Error("depth 1 accepted")
 	}
+	if _, err := DUSLayout(128, 1024, 1<<16, 4096); err == nil {
+		t.Error("CQ depth 65536 accepted (16-bit ring indices)")
+	}
 	if _, err := DUSLayout(128, 1024, 1024, 3000); err == nil {
 		t.Error("page 3000 accepted")
 	}

@@ -31,7 +31,9 @@ type Layout struct {
 
 // DUSLayout computes the layout for the given queue geometry.
 func DUSLayout(sqeSize, sqDepth, cqDepth, pageSize int) (Layout, error) {
-	if sqeSize <= 0 || sqeSize%16 != 0 || sqDepth < 2 || cqDepth < 2 || sqDepth > 1<<16 || cqDepth > 1<<16 ||
+	// Depths are u16 in hisi_qp_info and ring indices are 16-bit (doorbell
+	// index, CQE sq_head), so at most 0xffff entries.
+	if sqeSize <= 0 || sqeSize%16 != 0 || sqDepth < 2 || cqDepth < 2 || sqDepth > 0xffff || cqDepth > 0xffff ||
 		pageSize < 4096 || pageSize&(pageSize-1) != 0 {
 		return Layout{}, fmt.Errorf("qm: bad queue geometry sqe=%d sq=%d cq=%d page=%d", sqeSize, sqDepth, cqDepth, pageSize)
 	}
