@@ -123,8 +123,8 @@ func (q *devQueue) Doorbell(off int, v uint64) error {
 	FullBarrier() // UADK: mb() between SQE writes and the doorbell (§2.5)
 	// unsafe: off is 8-aligned and inside the mapping (checked above), and the
 	// mapping is page aligned, so this is an aligned *uint64 into the MMIO
-	// page; atomic.StoreUint64 is one 64-bit store (STLR on arm64, MOV on
-	// amd64), the writeq the QM doorbell needs.
+	// page; atomic.StoreUint64 is one 64-bit store (STLR on arm64, a locked
+	// XCHGQ on amd64), the writeq the QM doorbell needs.
 	atomic.StoreUint64((*uint64)(unsafe.Pointer(&q.mmio[off])), v)
 	return nil
 }

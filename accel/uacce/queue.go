@@ -33,7 +33,10 @@ type QueueInfo struct {
 // hardware needs the barrier and single 64-bit store Doorbell guarantees).
 //
 // Doorbell and Wait may be called concurrently with each other; Close must
-// not race with other calls except Wait (which then returns ErrClosed).
+// not race with other calls except Wait. A Wait that starts after Close
+// returns ErrClosed; one already parked when Close runs returns within its
+// timeout, possibly with a meaningless result (on a real queue it polls a
+// descriptor that Close has closed), so keep such timeouts short.
 type Queue interface {
 	Info() QueueInfo
 	MMIO() []byte
