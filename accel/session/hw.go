@@ -207,8 +207,12 @@ func (q *hwQueue) reap(out []completion) (int, error) {
 	_, err := q.z.Poll(len(out), func(r *qm.ZipRequest) {
 		p, _ := r.Priv.(hwPriv)
 		c := completion{tag: p.tag, out: p.deliverOut(r.Out, r.Err), err: r.Err}
-		if c.err == nil && q.dir == Decompress && len(r.Out) != p.rawLen {
-			c.err = fmt.Errorf("%w: device produced %d bytes, want %d", ErrDevice, len(r.Out), p.rawLen)
+		// A decompression is good only if it produced exactly the expected
+		// length from exactly the whole input, as the CPU codec requires
+		// (anything else is redone on the CPU, which then decides).
+		if c.err == nil && q.dir == Decompress && (len(r.Out) != p.rawLen || r.Consumed != len(r.Src)) {
+			c.err = fmt.Errorf("%w: device produced %d of %d bytes from %d of %d input bytes",
+				ErrDevice, len(r.Out), p.rawLen, r.Consumed, len(r.Src))
 		}
 		out[n] = c
 		n++
