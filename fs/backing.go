@@ -57,6 +57,7 @@ func (b *backing) openRel(rel string, flags int) (int, error) {
 
 // walk is openRel for kernels without openat2 (< 5.6).
 func (b *backing) walk(rel string, flags int) (int, error) {
+	flags |= unix.O_CLOEXEC | unix.O_NOFOLLOW
 	var parts []string
 	for _, p := range strings.Split(rel, "/") {
 		if p != "" && p != "." {
