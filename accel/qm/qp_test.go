@@ -77,7 +77,7 @@ func TestQPCreditsPhaseAndDoorbells(t *testing.T) {
 			t.Fatal(err)
 		}
 		sqe := make([]byte, SQESize)
-		// 3 rounds of filling the 4-deep ring with 3 (= depth-1) SQEs wraps both rings.
+		// 5 rounds of filling the 4-deep ring with 3 (= depth-1) SQEs wrap both rings.
 		slot := uint16(0)
 		for round := 0; round < 5; round++ {
 			for i := 0; i < 3; i++ {
@@ -303,5 +303,56 @@ func TestZipQueueCloseWaitsForSubmit(t *testing.T) {
 	var got []*ZipRequest
 	if n, err := z.Poll(0, func(r *ZipRequest) { got = append(got, r) }); n != 1 || got[0] != r || !errors.Is(r.Err, ErrClosed) || !errors.Is(err, ErrClosed) {
 		t.Fatalf("after close: n=%d err=%v req.Err=%v", n, err, r.Err)
+	}
+}
+
+// Values the device writes are untrusted: a CQE naming a slot outside the
+// SQ, a completion with nothing in flight, consumed beyond the input and a
+// stale tag (right index, old generation) are protocol errors, never a
+// panic or a wrong request completed.
+func TestUntrustedDeviceValues(t *testing.T) {
+	f := newFake(t, 8, 2)
+	p, _ := NewQP(f, QPOptions{})
+	f.post(8, 5) // slot == depth
+	if _, err := p.Recv(func(CQE, []byte) { t.Fatal("fn called") }); !errors.Is(err, ErrProtocol) {
+		t.Fatalf("sq_head out of range: %v", err)
+	}
+	f = newFake(t, 8, 2)
+	p, _ = NewQP(f, QPOptions{})
+	f.post(0, 5) // nothing was sent
+	if _, err := p.Recv(func(CQE, []byte) { t.Fatal("fn called") }); !errors.Is(err, ErrProtocol) {
+		t.Fatalf("completion with nothing in flight: %v", err)
+	}
+
+	f = newFake(t, 8, 3)
+	z, _ := NewZipQueue(f, ZipOptions{})
+	r := &ZipRequest{Alg: AlgDeflate, Src: []byte("hello"), Dst: make([]byte, 0, 64)}
+	z.Submit(r)
+	binary.LittleEndian.PutUint32(f.dus[4*DWConsumed:], 6) // > 5 bytes given
+	f.post(0, 5)
+	z.Poll(0, func(*ZipRequest) {})
+	if !errors.Is(r.Err, ErrProtocol) || r.Out != nil {
+		t.Fatalf("consumed > input: %v", r.Err)
+	}
+
+	f = newFake(t, 8, 3)
+	z, _ = NewZipQueue(f, ZipOptions{})
+	a := &ZipRequest{Alg: AlgDeflate, Src: []byte("a"), Dst: make([]byte, 0, 64)}
+	z.Submit(a)
+	stale := binary.LittleEndian.Uint32(f.dus[4*DWTagV3:])
+	binary.LittleEndian.PutUint32(f.dus[4*DWConsumed:], 1)
+	f.post(0, 5)
+	if n, err := z.Poll(0, func(*ZipRequest) {}); n != 1 || err != nil || a.Err != nil {
+		t.Fatalf("first request: n=%d err=%v req %v", n, err, a.Err)
+	}
+	b := &ZipRequest{Alg: AlgDeflate, Src: []byte("b"), Dst: make([]byte, 0, 64)}
+	z.Submit(b) // reuses a's table index with a new generation, in slot 1
+	if now := binary.LittleEndian.Uint32(f.dus[SQESize+4*DWTagV3:]); now&0xffff != stale&0xffff || now == stale {
+		t.Fatalf("tags %#x then %#x: want same index, new generation", stale, now)
+	}
+	binary.LittleEndian.PutUint32(f.dus[SQESize+4*DWTagV3:], stale) // device writes back a's old tag
+	f.post(1, 5)
+	if n, err := z.Poll(0, func(*ZipRequest) {}); n != 1 || !errors.Is(err, ErrProtocol) || !errors.Is(b.Err, ErrQueueDisabled) {
+		t.Fatalf("stale tag: n=%d err=%v req %v", n, err, b.Err)
 	}
 }
