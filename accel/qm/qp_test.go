@@ -356,3 +356,53 @@ func TestUntrustedDeviceValues(t *testing.T) {
 		t.Fatalf("stale tag: n=%d err=%v req %v", n, err, b.Err)
 	}
 }
+
+// instantQueue completes every request inside the SQ doorbell and polls it
+// right there, as a fast device with a concurrent poller can: the poller
+// may deliver a request before Submit has returned.
+type instantQueue struct {
+	*fakeQueue
+	z        *ZipQueue
+	inFlight []int // z.InFlight() seen by the poller after each delivery
+}
+
+func (q *instantQueue) Doorbell(off int, v uint64) error {
+	q.fakeQueue.Doorbell(off, v)
+	d := DecodeDoorbell(q.info.APIVersion, v)
+	if d.Cmd != DBSQ {
+		return nil
+	}
+	slot := (d.Index + uint16(q.info.SQDepth) - 1) % uint16(q.info.SQDepth)
+	binary.LittleEndian.PutUint32(q.dus[int(slot)*SQESize+4*DWConsumed:], 1)
+	q.post(slot, 5)
+	q.z.Poll(0, func(*ZipRequest) { q.inFlight = append(q.inFlight, q.z.InFlight()) })
+	return nil
+}
+
+// InFlight never goes negative: a request is counted before the doorbell
+// that lets the device complete it.
+func TestInFlightCountedBeforeDoorbell(t *testing.T) {
+	q := &instantQueue{fakeQueue: newFake(t, 8, 3)}
+	z, err := NewZipQueue(q, ZipOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	q.z = z
+	for i := 0; i < 3; i++ {
+		r := &ZipRequest{Alg: AlgDeflate, Src: []byte("x"), Dst: make([]byte, 0, 64)}
+		if err := z.Submit(r); err != nil {
+			t.Fatal(err)
+		}
+		if r.Err != nil || z.InFlight() != 0 {
+			t.Fatalf("request %d: err %v, in flight %d after delivery", i, r.Err, z.InFlight())
+		}
+	}
+	for i, n := range q.inFlight {
+		if n != 0 {
+			t.Fatalf("delivery %d: InFlight() = %d while Submit was still running", i, n)
+		}
+	}
+	if len(q.inFlight) != 3 {
+		t.Fatalf("%d deliveries", len(q.inFlight))
+	}
+}

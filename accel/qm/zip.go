@@ -183,7 +183,11 @@ func (z *ZipQueue) SubmitBatch(reqs []*ZipRequest) (int, error) {
 	if k == 0 {
 		return 0, stop
 	}
+	// Counted before the doorbell: once it rings, a fast device and a
+	// concurrent poller may deliver the requests before Send returns.
+	z.outstanding.Add(int64(k))
 	if err := z.qp.Send(z.sqeBuf[:k]...); err != nil {
+		z.outstanding.Add(-int64(k))
 		for _, r := range reqs[:k] {
 			z.release(r)
 		}
@@ -195,7 +199,6 @@ func (z *ZipQueue) SubmitBatch(reqs []*ZipRequest) (int, error) {
 		}
 		return 0, err
 	}
-	z.outstanding.Add(int64(k))
 	return k, stop
 }
 
