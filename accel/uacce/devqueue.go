@@ -37,6 +37,14 @@ type devQueue struct {
 
 	mu     sync.Mutex // serialises Close (teardown sequence)
 	closed atomic.Bool
+
+	// The descriptor outlives Close while a Wait is parked in poll() on it:
+	// closing it under the poll would let the number be reused by another
+	// file while this queue still polls it. The last of Close and the parked
+	// Waits closes it.
+	fdMu      sync.Mutex
+	waiters   int  // Waits inside poll(); guarded by fdMu
+	fdClosing bool // Close ran, the descriptor is not closed yet; guarded by fdMu
 }
 
 // openDevQueue follows the queue life cycle of §1.7 (K-UACCE, U-QM
@@ -130,9 +138,21 @@ func (q *devQueue) Doorbell(off int, v uint64) error {
 }
 
 func (q *devQueue) Wait(timeout time.Duration) (bool, error) {
-	if q.closed.Load() {
+	q.fdMu.Lock()
+	if q.closed.Load() || q.fdClosing {
+		q.fdMu.Unlock()
 		return false, ErrClosed
 	}
+	q.waiters++
+	q.fdMu.Unlock()
+	defer func() {
+		q.fdMu.Lock()
+		if q.waiters--; q.waiters == 0 && q.fdClosing {
+			q.fdClosing = false
+			_ = q.k.Close(q.fd) // Close returned already; nobody to report to
+		}
+		q.fdMu.Unlock()
+	}()
 	deadline := time.Now().Add(timeout)
 	for {
 		ready, revErr, err := q.k.Poll(q.fd, timeout) // §1.6: EPOLLIN when is_q_updated
@@ -181,9 +201,15 @@ func (q *devQueue) teardown(started bool) error {
 		}
 		q.dus = nil
 	}
-	if err := q.k.Close(q.fd); err != nil {
+	// PUT_Q above already stopped the device; the descriptor itself is
+	// closed now, or by the last parked Wait when its poll() returns.
+	q.fdMu.Lock()
+	if q.waiters > 0 {
+		q.fdClosing = true
+	} else if err := q.k.Close(q.fd); err != nil {
 		errs = append(errs, fmt.Errorf("close: %w", err))
 	}
+	q.fdMu.Unlock()
 	if len(errs) > 0 {
 		return fmt.Errorf("uacce: %s: close: %w", q.info.Device, errors.Join(errs...))
 	}

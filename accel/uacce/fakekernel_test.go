@@ -25,6 +25,7 @@ type fakeKernel struct {
 	failStart bool
 	pollReady bool
 	pollErr   bool
+	polling   chan struct{} // if set, Poll signals it when it starts waiting
 	fds       map[int]*fakeFD
 	nextFD    int
 	log       []string
@@ -141,8 +142,20 @@ func (k *fakeKernel) Munmap(b []byte) error {
 func (k *fakeKernel) Poll(fd int, timeout time.Duration) (bool, bool, error) {
 	k.mu.Lock()
 	ready, perr := k.pollReady, k.pollErr
+	if f := k.fds[fd]; f == nil || f.closed {
+		k.logf("poll on closed fd")
+		k.mu.Unlock()
+		return false, false, syscall.EBADF
+	}
+	polling := k.polling
 	k.mu.Unlock()
 	if !ready && !perr {
+		if polling != nil {
+			select {
+			case polling <- struct{}{}:
+			default:
+			}
+		}
 		time.Sleep(timeout)
 	}
 	return ready, perr, nil
@@ -287,5 +300,45 @@ func TestOpenFailureUndo(t *testing.T) {
 	eqLog(t, "bad qc_type", k.takeLog(), "open", "close")
 	if k.budget != 2 {
 		t.Fatalf("budget leaked: %d", k.budget)
+	}
+}
+
+// A Wait parked in poll() when Close runs keeps the descriptor open (so
+// its number cannot be reused under it); the Wait closes it on the way out.
+func TestCloseDuringWait(t *testing.T) {
+	k := newFakeKernel()
+	q, err := openDevQueue(k, fakeDev, Compress)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k.takeLog()
+	k.mu.Lock()
+	k.polling = make(chan struct{}, 1)
+	k.mu.Unlock()
+	done := make(chan error, 1)
+	go func() { _, err := q.Wait(300 * time.Millisecond); done <- err }()
+	select {
+	case <-k.polling: // parked in poll()
+	case <-time.After(5 * time.Second):
+		t.Fatal("Wait never polled")
+	}
+	if err := q.Close(); err != nil {
+		t.Fatal(err)
+	}
+	eqLog(t, "close with a parked Wait", k.takeLog(), "PUT_Q", "munmap(0)", "munmap(1)")
+	if _, err := q.Wait(0); err != ErrClosed {
+		t.Fatalf("wait after close: %v", err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("parked wait: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("parked wait did not return")
+	}
+	eqLog(t, "parked wait returned", k.takeLog(), "close")
+	if k.budget != 2 {
+		t.Fatalf("budget %d", k.budget)
 	}
 }

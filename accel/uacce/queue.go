@@ -35,8 +35,8 @@ type QueueInfo struct {
 // Doorbell and Wait may be called concurrently with each other; Close must
 // not race with other calls except Wait. A Wait that starts after Close
 // returns ErrClosed; one already parked when Close runs returns within its
-// timeout, possibly with a meaningless result (on a real queue it polls a
-// descriptor that Close has closed), so keep such timeouts short.
+// timeout (its result then means nothing; the real queue keeps the file
+// descriptor open until that Wait is out of poll()).
 type Queue interface {
 	Info() QueueInfo
 	MMIO() []byte
