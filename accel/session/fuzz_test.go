@@ -62,3 +62,41 @@ func FuzzDecompressAgree(f *testing.F) {
 		}
 	})
 }
+
+// FuzzCompressRoundTrip: whatever the device (emulated) writes for any
+// input decodes with the CPU codec to that input.
+func FuzzCompressRoundTrip(f *testing.F) {
+	f.Add(uint8(0), []byte("hello hello hello hello"))
+	f.Add(uint8(1), bytes.Repeat([]byte{0}, 5000))
+	f.Add(uint8(2), []byte{0xff})
+	d := newEmu(f, emu.Options{})
+	devs, err := d.Discover()
+	if err != nil {
+		f.Fatal(err)
+	}
+	l, err := New(WithDevice(d, devs[0]), WithThreshold(0, 0), WithCPUOffload(false))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { _ = l.Close() })
+	sess := map[codec.ID]*Session{}
+	for _, algo := range []codec.ID{codec.Deflate, codec.Zlib, codec.Gzip} {
+		if sess[algo], err = l.NewSession(SessionOptions{Algo: algo, Dir: Compress, Node: 0}); err != nil {
+			f.Fatal(err)
+		}
+	}
+	f.Fuzz(func(t *testing.T, a uint8, src []byte) {
+		if len(src) == 0 {
+			return
+		}
+		algo := []codec.ID{codec.Deflate, codec.Zlib, codec.Gzip}[int(a)%3]
+		r := &Request{Src: src}
+		if err := sess[algo].Do(context.Background(), r); err != nil {
+			t.Fatalf("%v compress of %d bytes: %v", algo, len(src), err)
+		}
+		got, err := codec.Decompress(algo, nil, r.Out, len(src))
+		if err != nil || !bytes.Equal(got, src) {
+			t.Fatalf("%v (engine %q): CPU decode of the output: %v", algo, r.Engine, err)
+		}
+	})
+}
