@@ -56,16 +56,20 @@ func (q *Queue) run() {
 			q.mu.Lock()
 			head, tail, extra := q.sqHead, q.sqTail, q.extra
 			arrival := q.arrivals[head]
+			fetch := head != tail && !q.rxDisabled()
+			if fetch {
+				// Fetched: the slot stays the driver's-to-not-touch until
+				// its CQE is consumed, but the SQ head moves now, as on
+				// hardware (the doorbell check counts from it).
+				q.sqHead = (head + 1) % uint16(q.info.SQDepth)
+			}
 			q.mu.Unlock()
-			if head == tail || q.rxDisabled() {
+			if !fetch {
 				break
 			}
 			if !q.process(head, arrival, extra) {
 				return
 			}
-			q.mu.Lock()
-			q.sqHead = (head + 1) % uint16(q.info.SQDepth)
-			q.mu.Unlock()
 		}
 	}
 }

@@ -634,3 +634,24 @@ func TestNoSVADeviceRefused(t *testing.T) {
 		t.Fatalf("host open: %v", err)
 	}
 }
+
+// A driver that rings an SQ tail past SQEs the device has not fetched yet
+// (more than depth-1 in flight) gets a hardware error, not silently lost
+// requests.
+func TestSQOverrun(t *testing.T) {
+	d := newTestDevice(t, Options{Depth: 4})
+	q, _ := rawQueue(t, d)
+	q.SetLatency(time.Hour) // the engine holds the first SQE
+	ring := func(idx uint16) {
+		q.Doorbell(qm.DoorbellOffV2, qm.EncodeDoorbell(2, qm.Doorbell{QN: q.QPID(), Cmd: qm.DBSQ, Index: idx}))
+	}
+	ring(3) // 3 = depth-1 SQEs: fine
+	waitFor(t, func() bool { q.mu.Lock(); defer q.mu.Unlock(); return q.sqHead == 1 })
+	if rx, tx := dsWords(q); rx != 0 || tx != 0 {
+		t.Fatal("legal doorbell disabled the queue")
+	}
+	ring(1) // laps slots 1 and 2, still unfetched
+	if rx, tx := dsWords(q); rx != 1 || tx != 1 || d.Stats().HWErrors != 1 {
+		t.Fatalf("overrun: ds_rx %d ds_tx %d hw errors %d", rx, tx, d.Stats().HWErrors)
+	}
+}

@@ -26,7 +26,7 @@ type Queue struct {
 
 	mu        sync.Mutex // protects the device-side ring state below
 	sqTail    uint16     // last SQ doorbell index
-	sqHead    uint16     // next SQE the engine consumes
+	sqHead    uint16     // next SQE the engine fetches (advanced at fetch, before processing)
 	arrivals  []time.Time
 	cqTail    uint16 // next CQE slot the device writes
 	cqPhase   uint32 // phase the device writes; starts 1 (§2.4)
@@ -189,6 +189,14 @@ func (q *Queue) doorbellLocked(off int, v uint64) (hwErr bool, err error) {
 	}
 	switch db.Cmd {
 	case qm.DBSQ:
+		// The tail only moves forward over free slots: a new tail that is
+		// nearer the device head than the old one went backwards or lapped
+		// SQEs the device has not fetched yet (a driver ignoring the
+		// depth-1 credit, §2.5).
+		pending := (q.sqTail + depth - q.sqHead) % depth
+		if (db.Index+depth-q.sqHead)%depth < pending {
+			return true, nil
+		}
 		now := time.Now()
 		for i := q.sqTail; i != db.Index; i = (i + 1) % depth {
 			q.arrivals[i] = now
