@@ -15,7 +15,8 @@
 //     available_instances follows opens and closes.
 //   - queue: the DUS region with the exact byte layout (SQ, CQ, status page
 //     with ds_rx/ds_tx), an MMIO page whose doorbell writes are decoded and
-//     validated (bad offset, qn or index = hardware error = queue disabled).
+//     validated (bad offset, qn or index, a CQ head past written entries or
+//     an SQ tail lapping unfetched SQEs = hardware error = queue disabled).
 //   - engine: one goroutine per queue consumes that queue's SQEs in order up
 //     to the doorbell tail, (de)compresses (compression with codec/, raw
 //     deflate body plus the zlib/gzip trailer computed with hash/adler32 and

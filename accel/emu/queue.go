@@ -161,8 +161,9 @@ func (q *Queue) hwError() {
 
 // Doorbell implements uacce.Queue: it decodes the 64-bit value like the QM
 // (§2.5) and validates it; a malformed doorbell (wrong offset, qn not this
-// queue's, index outside the ring, a kernel-only command) is a hardware
-// error (qm_db_random_invalid-like, §6.4) that disables the queue.
+// queue's, index outside the ring, a kernel-only command, an SQ tail that
+// laps unfetched SQEs, a CQ head past the CQEs written) is a hardware error
+// (qm_db_random_invalid-like, §6.4) that disables the queue.
 func (q *Queue) Doorbell(off int, v uint64) error {
 	q.mu.Lock()
 	bad, err := q.doorbellLocked(off, v)
