@@ -70,6 +70,10 @@ type ZipOptions struct {
 // queue; Poll serialises callers). Every request Submit accepts is delivered
 // exactly once by Poll, also when the queue dies or is closed (then with
 // Err set).
+//
+// Always Close a ZipQueue: its in-flight requests hold runtime.Pinner pins
+// that only delivery or Close releases, and a queue dropped with pins held
+// makes the runtime panic when the garbage collector finds them.
 type ZipQueue struct {
 	qp     *QP
 	info   uacce.QueueInfo
