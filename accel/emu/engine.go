@@ -226,10 +226,20 @@ func (q *Queue) compress(alg qm.Alg, src, dst []byte) result {
 	return r
 }
 
+// inputEnded is the result for input that ends before the end of the
+// stream. The emulator reports it as 0x13 without the last-block bit: real
+// hardware may report a complete block-mode stream as plain status 0 (the
+// old kernel driver accepts only 0 and 0x0d in both directions, K-ZIPC), so
+// qm accepts 0 with all input consumed as success and the emulator must not
+// use 0 for truncation.
+func inputEnded(consumed, produced int) result {
+	return result{status: qm.StatusDecompEnd, consumed: uint32(consumed), produced: uint32(produced)}
+}
+
 // decompress inflates one complete stream body and checks the zlib/gzip
 // trailer. It reports 0x13 + last block at the end of the stream (§3.2),
-// ctx_st DECOMPING_NO_SPACE when the output space runs out, status 0 when
-// the input ends first, 0x10 on a checksum mismatch.
+// ctx_st DECOMPING_NO_SPACE when the output space runs out, 0x13 without the
+// last-block bit when the input ends first, 0x10 on a checksum mismatch.
 func (q *Queue) decompress(alg qm.Alg, src, dst []byte) result {
 	e := &q.eng
 	e.br.Reset(src)
@@ -263,7 +273,7 @@ func (q *Queue) decompress(alg qm.Alg, src, dst []byte) result {
 	}
 	if err != nil && err != io.EOF {
 		if errors.Is(err, io.ErrUnexpectedEOF) {
-			return result{consumed: uint32(len(src)), produced: uint32(n)} // input ended first
+			return inputEnded(len(src), n) // input ended first
 		}
 		return result{status: StatusBadData}
 	}
@@ -273,7 +283,7 @@ func (q *Queue) decompress(alg qm.Alg, src, dst []byte) result {
 	switch alg {
 	case qm.AlgZlib:
 		if len(rest) < 4 {
-			return result{consumed: uint32(len(src)), produced: uint32(n)}
+			return inputEnded(len(src), n)
 		}
 		r.checksum = adler32.Checksum(out)
 		if binary.BigEndian.Uint32(rest) != r.checksum {
@@ -282,7 +292,7 @@ func (q *Queue) decompress(alg qm.Alg, src, dst []byte) result {
 		rest = rest[4:]
 	case qm.AlgGzip:
 		if len(rest) < 8 {
-			return result{consumed: uint32(len(src)), produced: uint32(n)}
+			return inputEnded(len(src), n)
 		}
 		r.checksum, r.isize = crc32.ChecksumIEEE(out), uint32(n)
 		if binary.LittleEndian.Uint32(rest) != r.checksum || binary.LittleEndian.Uint32(rest[4:]) != r.isize {

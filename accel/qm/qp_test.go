@@ -406,3 +406,55 @@ func TestInFlightCountedBeforeDoorbell(t *testing.T) {
 		t.Fatalf("%d deliveries", len(q.inFlight))
 	}
 }
+
+// TestDecompressCompletionStatus pins how a decompression completion is
+// judged (§3.2): 0x13 + last block, or plain 0 with all input consumed, is
+// success (real block-mode hardware may report 0, see zip.go); running out
+// of input or of output space is an error, never a short success.
+func TestDecompressCompletionStatus(t *testing.T) {
+	src := []byte("0123456789")
+	for _, c := range []struct {
+		name     string
+		status   uint16
+		consumed uint32
+		ctxSt    uint32
+		want     error // nil = success
+	}{
+		{"end of stream", StatusDecompEnd | StatusLastBlock, 10, 0, nil},
+		{"plain success, all consumed", StatusOK, 10, 0, nil},
+		{"plain 0, input left over", StatusOK, 6, 0, ErrIncomplete},
+		{"0x13 without last block", StatusDecompEnd, 10, 0, ErrIncomplete},
+		{"no space (ctx_st 1)", StatusOK, 10, CtxStNoSpace, ErrOutputTooSmall},
+		{"no space (ctx_st 2)", StatusDecompEnd | StatusLastBlock, 10, CtxStDecompingNS, ErrOutputTooSmall},
+		{"dst too small status", StatusDstLenOut, 10, 0, ErrOutputTooSmall},
+		{"crc error", StatusCRC, 10, 0, ErrHardware},
+	} {
+		f := newFake(t, 8, 3)
+		f.info.Direction = uacce.Decompress
+		z, err := NewZipQueue(f, ZipOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := &ZipRequest{Alg: AlgDeflate, Src: src, Dst: make([]byte, 0, 64)}
+		if err := z.Submit(r); err != nil {
+			t.Fatal(err)
+		}
+		le := binary.LittleEndian
+		le.PutUint32(f.dus[4*DWStatus:], uint32(c.status))
+		le.PutUint32(f.dus[4*DWConsumed:], c.consumed)
+		le.PutUint32(f.dus[4*DWProduced:], 20)
+		le.PutUint32(f.dus[4*DWCtx0:], c.ctxSt)
+		f.post(0, 5)
+		var got *ZipRequest
+		if _, err := z.Poll(0, func(r *ZipRequest) { got = r }); err != nil || got != r {
+			t.Fatalf("%s: poll: %v", c.name, err)
+		}
+		switch {
+		case c.want == nil && (r.Err != nil || len(r.Out) != 20):
+			t.Errorf("%s: err %v, %d bytes out; want success with 20", c.name, r.Err, len(r.Out))
+		case c.want != nil && !errors.Is(r.Err, c.want):
+			t.Errorf("%s: err %v, want %v", c.name, r.Err, c.want)
+		}
+		z.Close()
+	}
+}

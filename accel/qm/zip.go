@@ -364,13 +364,19 @@ func (z *ZipQueue) complete(sqe []byte) (*ZipRequest, error) {
 		}
 		return r, nil
 	}
+	noSpace := r.CtxSt == CtxStNoSpace || r.CtxSt == CtxStDecompingNS
 	switch {
-	case code == StatusDecompEnd && last: // WD_STREAM_END (§3.2)
+	case code == StatusDstLenOut, (code == StatusOK || code == StatusDecompEnd) && noSpace:
+		r.Err = fmt.Errorf("qm: decompress into %d bytes: %w", r.avail, ErrOutputTooSmall)
+	case code == StatusDecompEnd && last, // WD_STREAM_END (§3.2)
+		// A block-mode request that consumed all its input may complete
+		// with plain status 0: UADK's parse_zip_sqe reports that as
+		// success, and the old kernel driver (K-ZIPC) accepted only 0 and
+		// 0x0d for decompression too. The caller checks the output length
+		// against what it expects, so a stream cut short is still caught.
+		code == StatusOK && int(s.Consumed) == r.inLen:
 		r.Consumed, r.Produced = r.hdr+int(s.Consumed), int(s.Produced)
 		r.Out = r.Dst[:r.Produced]
-	case code == StatusDstLenOut,
-		(code == StatusOK || code == StatusDecompEnd) && (r.CtxSt == CtxStNoSpace || r.CtxSt == CtxStDecompingNS):
-		r.Err = fmt.Errorf("qm: decompress into %d bytes: %w", r.avail, ErrOutputTooSmall)
 	case code == StatusOK || code == StatusDecompEnd:
 		r.Err = fmt.Errorf("qm: decompress consumed %d of %d bytes: %w", s.Consumed, r.inLen, ErrIncomplete)
 	default:
