@@ -77,14 +77,14 @@ type mountOpts struct {
 }
 
 // newMount mounts a new store in a fresh temp directory.
-func newMount(t *testing.T, o *mountOpts) *mnt {
+func newMount(t testing.TB, o *mountOpts) *mnt {
 	t.Helper()
 	return remount(t, t.TempDir(), o)
 }
 
 // remount mounts the store in backing at a fresh mount point. The mount is
 // unmounted and the store closed in t.Cleanup if the test has not done it.
-func remount(t *testing.T, backing string, o *mountOpts) *mnt {
+func remount(t testing.TB, backing string, o *mountOpts) *mnt {
 	t.Helper()
 	requireFUSE(t)
 	if o == nil {
