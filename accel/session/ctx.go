@@ -3,6 +3,7 @@ package session
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"sync"
 	"sync/atomic"
@@ -12,25 +13,34 @@ import (
 // hctx is one ctx: an engine queue plus its tag table, credits and
 // estimates. Lock order: mu before reapMu.
 type hctx struct {
-	l     *Layer
-	es    *engState
-	id    int // index in l.ctxs
-	node  int
-	dir   Direction
-	mode  Mode
-	q     queue
-	depth int
-	pol   *poller // the poller that reaps this ctx, nil when none
+	l      *Layer
+	es     *engState
+	id     int // index in l.ctxs
+	node   int
+	dir    Direction
+	mode   Mode
+	depth  int
+	pol    *poller // the poller that reaps this ctx, nil when none
+	notify func()  // the completion hook its queues were opened with
 
-	credits chan struct{} // a send takes a credit, a receive returns it; cap depth
-	deadCh  chan struct{} // closed when the ctx is taken out of service
+	// qref is the current queue. It is replaced only by revive, holding
+	// both mu and reapMu; submit (under mu) and reap (under reapMu) use it
+	// under their lock, a poller's wait without one (Wait may race Close).
+	qref atomic.Pointer[queueBox]
+
+	credits chan struct{}                 // a send takes a credit, a receive returns it; cap depth
+	deadCh  atomic.Pointer[chan struct{}] // closed when the ctx is taken out of service; new one per revival
 	dead    atomic.Bool
 
-	mu    sync.Mutex // protects tasks and free; serialises q.submit and q.close
+	mu    sync.Mutex // protects tasks, free and gen; serialises queue submit and close
 	tasks []*task    // tag table: tasks[tag] is the pending request, nil when free
 	free  []uint16   // free tags
+	gen   uint32     // queue generation: completions of an older queue are stale
 
-	reapMu sync.Mutex // one consumer of the queue's completions at a time; held across q.reap and q.close
+	reapMu sync.Mutex // one consumer of the queue's completions at a time; held across reap and close
+
+	failures atomic.Int32 // consecutive fail/revive-failure count (revival backoff)
+	reviveAt atomic.Int64 // unix nanos before which revive does not try
 
 	inflight      atomic.Int64
 	inflightBytes atomic.Int64
@@ -38,7 +48,12 @@ type hctx struct {
 	lastDone      atomic.Int64  // unix nanos of the last completion (timeout detection)
 }
 
-func newCtx(l *Layer, es *engState, node int, dir Direction, mode Mode, q queue) *hctx {
+type queueBox struct{ q queue }
+
+// queue returns the ctx's current queue.
+func (c *hctx) queue() queue { return c.qref.Load().q }
+
+func newCtx(l *Layer, es *engState, node int, dir Direction, mode Mode, q queue, notify func()) *hctx {
 	d := q.depth()
 	if d < 1 {
 		d = 1
@@ -46,13 +61,22 @@ func newCtx(l *Layer, es *engState, node int, dir Direction, mode Mode, q queue)
 	if d > math.MaxUint16 {
 		d = math.MaxUint16
 	}
-	c := &hctx{l: l, es: es, node: node, dir: dir, mode: mode, q: q, depth: d,
-		credits: make(chan struct{}, d), deadCh: make(chan struct{}),
-		tasks: make([]*task, d), free: make([]uint16, 0, d)}
-	for i := d - 1; i >= 0; i-- {
+	c := &hctx{l: l, es: es, node: node, dir: dir, mode: mode, depth: d, notify: notify,
+		credits: make(chan struct{}, d), tasks: make([]*task, d)}
+	c.qref.Store(&queueBox{q})
+	ch := make(chan struct{})
+	c.deadCh.Store(&ch)
+	c.resetTags()
+	return c
+}
+
+// resetTags makes every tag free; the table must be empty (mu held or not
+// yet shared).
+func (c *hctx) resetTags() {
+	c.free = c.free[:0]
+	for i := c.depth - 1; i >= 0; i-- {
 		c.free = append(c.free, uint16(i))
 	}
-	return c
 }
 
 func (c *hctx) tryCredit() bool {
@@ -79,13 +103,17 @@ func (c *hctx) waitCredit(ctx context.Context) error {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	tick := t.C
+	deadCh := *c.deadCh.Load()
+	if c.dead.Load() {
+		return ErrCtxDead
+	}
 	for {
 		select {
 		case c.credits <- struct{}{}:
 			return nil
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-c.deadCh:
+		case <-deadCh:
 			return ErrCtxDead
 		case <-c.l.closingCh:
 			return ErrClosed
@@ -101,6 +129,7 @@ func (c *hctx) submit(t *task) error {
 	c.mu.Lock()
 	if c.dead.Load() {
 		c.mu.Unlock()
+		c.releaseCredit()
 		return ErrCtxDead
 	}
 	tag := c.free[len(c.free)-1]
@@ -111,7 +140,7 @@ func (c *hctx) submit(t *task) error {
 	t.ahead = c.inflightBytes.Add(t.size) - t.size
 	c.inflight.Add(1)
 	c.es.m.inflight.Add(1)
-	err := c.q.submit(tag, &t.op)
+	err := c.queue().submit(tag, &t.op)
 	if err != nil {
 		c.tasks[tag] = nil
 		c.free = append(c.free, tag)
@@ -145,10 +174,11 @@ func (c *hctx) reap(max int) int {
 		c.reapMu.Unlock()
 		return 0
 	}
-	n, err := c.q.reap(local[:max])
+	n, err := c.queue().reap(local[:max])
+	gen := c.genLocked()
 	c.reapMu.Unlock()
 	for i := 0; i < n; i++ {
-		c.finish(local[i])
+		c.finish(local[i], gen)
 	}
 	if err != nil {
 		c.fail(causeOf(err), err)
@@ -156,9 +186,21 @@ func (c *hctx) reap(max int) int {
 	return n
 }
 
-// finish completes the request behind one completion.
-func (c *hctx) finish(cp completion) {
+// genLocked reads the queue generation; the caller holds reapMu (revive
+// changes gen holding both locks).
+func (c *hctx) genLocked() uint32 { return atomic.LoadUint32(&c.gen) }
+
+// finish completes the request behind one completion reaped from the queue
+// of generation gen.
+func (c *hctx) finish(cp completion, gen uint32) {
 	c.mu.Lock()
+	if gen != atomic.LoadUint32(&c.gen) {
+		// Reaped from a queue that has since failed and been replaced: its
+		// request was taken over by fail; the tag may already name a new
+		// request of the new queue.
+		c.mu.Unlock()
+		return
+	}
 	var t *task
 	if int(cp.tag) < len(c.tasks) {
 		t = c.tasks[cp.tag]
@@ -169,9 +211,12 @@ func (c *hctx) finish(cp completion) {
 	}
 	c.mu.Unlock()
 	if t == nil {
-		// A tag we do not have pending: a device bug or a request already
-		// taken over by fail. Never complete anything twice.
-		c.l.warnOnce("stray_tag", "completion for a tag with no pending request", "ctx", c.name(), "tag", cp.tag)
+		// A tag with no pending request: a device bug, or a request taken
+		// over by fail after this completion was reaped. Never complete
+		// anything twice.
+		if !c.dead.Load() {
+			c.l.warnOnce("stray_tag", "completion for a tag with no pending request", "ctx", c.name(), "tag", cp.tag)
+		}
 		return
 	}
 	c.releaseCredit()
@@ -225,15 +270,16 @@ func (c *hctx) oldest() time.Time {
 }
 
 // fail takes c out of service: stops its queue (so the device touches no
-// buffer any more) and redoes every pending request on the CPU.
+// buffer any more), redoes every pending request on the CPU and schedules a
+// revival attempt (WithRevive).
 func (c *hctx) fail(cause string, err error) {
 	if !c.dead.CompareAndSwap(false, true) {
 		return
 	}
-	close(c.deadCh)
+	close(*c.deadCh.Load())
 	c.mu.Lock()
 	c.reapMu.Lock()
-	cerr := c.q.close()
+	cerr := c.queue().close()
 	pending := make([]*task, 0, c.inflight.Load())
 	for tag, t := range c.tasks {
 		if t != nil {
@@ -241,11 +287,14 @@ func (c *hctx) fail(cause string, err error) {
 			c.tasks[tag] = nil
 		}
 	}
+	c.resetTags()
 	c.reapMu.Unlock()
 	c.mu.Unlock()
+	c.scheduleRevive()
 	c.l.warnOnce("ctx_fail:"+cause, "ctx taken out of service; pending requests redone on the CPU",
 		"ctx", c.name(), "cause", cause, "err", err, "close_err", cerr, "pending", len(pending))
 	for _, t := range pending {
+		c.releaseCredit()
 		c.inflight.Add(-1)
 		c.inflightBytes.Add(-t.size)
 		c.es.m.inflight.Add(-1)
@@ -253,6 +302,56 @@ func (c *hctx) fail(cause string, err error) {
 		c.l.countFallback(cause, err)
 		c.l.redoCPU(t)
 	}
+}
+
+// scheduleRevive sets the next revival attempt: WithRevive's delay,
+// doubled per consecutive failure up to 64 times it.
+func (c *hctx) scheduleRevive() {
+	n := c.failures.Add(1)
+	if n > 7 {
+		n = 7
+	}
+	c.reviveAt.Store(time.Now().Add(c.l.cfg.revive << (n - 1)).UnixNano())
+}
+
+// revive re-creates the queue of a dead ctx when its attempt is due (the
+// kernel's advice after a reset: close and re-open the queue, uadk-spec
+// §5.2). Called by pollers and by self-polling callers; a no-op otherwise.
+func (c *hctx) revive() {
+	if !c.dead.Load() || c.l.cfg.revive <= 0 || c.l.closing.Load() || time.Now().UnixNano() < c.reviveAt.Load() {
+		return
+	}
+	c.reviveAt.Store(math.MaxInt64) // one attempt at a time
+	q, err := c.es.e.openQueue(c.node, c.dir, c.mode, c.notify)
+	if err == nil && q.depth() < c.depth {
+		_ = q.close()
+		err = fmt.Errorf("re-opened queue has depth %d < %d", q.depth(), c.depth)
+	}
+	if err != nil {
+		c.scheduleRevive()
+		c.l.warnOnce("revive_fail:"+c.name(), "ctx revival failed; retrying later", "ctx", c.name(), "err", err)
+		return
+	}
+	c.mu.Lock()
+	c.reapMu.Lock()
+	if c.l.closing.Load() {
+		c.reapMu.Unlock()
+		c.mu.Unlock()
+		_ = q.close()
+		return
+	}
+	c.qref.Store(&queueBox{q})
+	atomic.AddUint32(&c.gen, 1)
+	c.resetTags()
+	c.nsPerByte.Store(0)
+	ch := make(chan struct{})
+	c.deadCh.Store(&ch)
+	c.dead.Store(false)
+	c.reapMu.Unlock()
+	c.mu.Unlock()
+	c.failures.Store(0)
+	c.es.m.revived.Add(1)
+	c.l.warnOnce("revived:"+c.name(), "ctx revived with a new queue (logged once per ctx)", "ctx", c.name())
 }
 
 func (c *hctx) name() string {

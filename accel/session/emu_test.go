@@ -223,7 +223,7 @@ func TestEmuQueueBudget(t *testing.T) {
 func TestEmuQueueDisabled(t *testing.T) {
 	d := newEmu(t, emu.Options{})
 	d.SetFaults(emu.Faults{DisableAfter: 30})
-	l := emuLayer(t, d, WithThreshold(0, 0), WithHWCtxsPerRegion(2), WithCPUOffload(false))
+	l := emuLayer(t, d, WithThreshold(0, 0), WithHWCtxsPerRegion(2), WithCPUOffload(false), WithRevive(0))
 	runStress(t, l, codec.Deflate, stress{goroutines: 4, sessions: 4, perG: 40, async: true, sizes: []int{4096, 64 << 10}})
 	m := l.Metrics()
 	if m.Fallbacks[CauseQueueDisabled] == 0 {
@@ -339,7 +339,7 @@ func TestEmuCompressDstSizes(t *testing.T) {
 func TestEmuChaos(t *testing.T) {
 	d := newEmu(t, emu.Options{Depth: 32, Queues: 64})
 	d.SetFaults(emu.Faults{ErrorRate: 0.01, TooSmallRate: 0.01, LateRate: 0.02, LateBy: 2 * time.Millisecond, DisableAfter: 200})
-	l := emuLayer(t, d, WithSysRoot(twoNodeRoot(t)), WithThreshold(512, 512), WithHWCtxsPerRegion(2))
+	l := emuLayer(t, d, WithSysRoot(twoNodeRoot(t)), WithThreshold(512, 512), WithHWCtxsPerRegion(2), WithRevive(5*time.Millisecond))
 	var css, dss []*Session
 	for i := 0; i < 8; i++ {
 		algo := []codec.ID{codec.Deflate, codec.Zlib, codec.Gzip, codec.LZ4}[i%4]
@@ -401,6 +401,40 @@ func TestEmuChaos(t *testing.T) {
 	if st.Injected == 0 || m.Fallbacks[CauseErrorStatus]+m.Fallbacks[CauseOutputTooSmall] == 0 || m.Fallbacks[CauseQueueDisabled] == 0 {
 		t.Fatalf("faults not exercised: device %+v, fallbacks %v", st, m.Fallbacks)
 	}
-	t.Logf("device: %d requests, %d injected; fallbacks %v; engines hw %d cpu %d", st.Requests, st.Injected,
-		m.Fallbacks, m.Engines["hisi_zip-0"].Requests, m.Engines["cpu"].Requests)
+	t.Logf("device: %d requests, %d injected; fallbacks %v; engines hw %d cpu %d; revived %d", st.Requests, st.Injected,
+		m.Fallbacks, m.Engines["hisi_zip-0"].Requests, m.Engines["cpu"].Requests, m.Engines["hisi_zip-0"].Revived)
+}
+
+// TestEmuRevive: a queue disabled by a (simulated) reset is re-created
+// after the revival delay and takes work again; the device ends with all of
+// the layer's queues open.
+func TestEmuRevive(t *testing.T) {
+	d := newEmu(t, emu.Options{})
+	d.SetFaults(emu.Faults{DisableAfter: 20})
+	l := emuLayer(t, d, WithThreshold(0, 0), WithHWCtxsPerRegion(2), WithCPUOffload(false), WithRevive(20*time.Millisecond))
+	runStress(t, l, codec.Deflate, stress{goroutines: 4, sessions: 4, perG: 20, async: true, sizes: []int{4096}})
+	if l.Metrics().Fallbacks[CauseQueueDisabled] == 0 {
+		t.Fatalf("no queue was disabled: %v", l.Metrics().Fallbacks)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		hw := l.Metrics().Engines["hisi_zip-0"]
+		if hw.Ctxs == 8 && hw.Revived >= 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not revived: %+v", hw)
+		}
+		// pollers revive on their periodic scan; traffic is not needed
+		time.Sleep(5 * time.Millisecond)
+	}
+	before := l.Metrics().Engines["hisi_zip-0"].Requests
+	runStress(t, l, codec.Deflate, stress{goroutines: 4, sessions: 8, perG: 20, async: true, sizes: []int{4096}})
+	hw := l.Metrics().Engines["hisi_zip-0"]
+	if hw.Requests-before < 100 || hw.Ctxs != 8 {
+		t.Fatalf("after revival: %+v", hw)
+	}
+	if st := d.Stats(); st.OpenQueues != 8 {
+		t.Fatalf("device has %d open queues, want 8", st.OpenQueues)
+	}
 }

@@ -138,15 +138,16 @@ func (l *Layer) openCtx(es *engState, k regionKey) error {
 	// The queue may call notify from its own goroutines; c is published
 	// atomically once it exists (nothing completes before a submit on c).
 	var cp atomic.Pointer[hctx]
-	q, err := es.e.openQueue(k.node, k.dir, k.mode, func() {
+	notify := func() {
 		if c := cp.Load(); c != nil && c.pol != nil {
 			c.pol.kick()
 		}
-	})
+	}
+	q, err := es.e.openQueue(k.node, k.dir, k.mode, notify)
 	if err != nil {
 		return err
 	}
-	c := newCtx(l, es, k.node, k.dir, k.mode, q)
+	c := newCtx(l, es, k.node, k.dir, k.mode, q, notify)
 	c.id = len(l.ctxs)
 	l.ctxs = append(l.ctxs, c)
 	r := es.regions[k]
@@ -203,7 +204,7 @@ func (l *Layer) startPollers() {
 			for j, c := range ctxs {
 				p := ps[j%np]
 				p.ctxs = append(p.ctxs, c)
-				p.notify = p.notify && c.q.notifies()
+				p.notify = p.notify && c.queue().notifies()
 				c.pol = p
 			}
 			l.pollers = append(l.pollers, ps...)
@@ -338,6 +339,9 @@ func (l *Layer) maybeCheckTimeouts() {
 		return
 	}
 	l.checkTimeouts(l.ctxs)
+	for _, c := range l.ctxs {
+		c.revive()
+	}
 }
 
 func (l *Layer) checkTimeouts(ctxs []*hctx) {
@@ -439,7 +443,7 @@ func (l *Layer) shutdown() error {
 		if c.dead.CompareAndSwap(false, true) {
 			c.mu.Lock()
 			c.reapMu.Lock()
-			if err := c.q.close(); err != nil {
+			if err := c.queue().close(); err != nil {
 				errs = append(errs, fmt.Errorf("close %s: %w", c.name(), err))
 			}
 			c.reapMu.Unlock()

@@ -35,6 +35,7 @@ type engineMetrics struct {
 	lat      [latBuckets]atomic.Uint64
 	polled   atomic.Uint64 // sync requests that completed while their caller polled
 	parked   atomic.Uint64 // sync requests whose caller parked
+	revived  atomic.Uint64 // ctxs re-created after a failure
 }
 
 func (m *engineMetrics) record(d Direction, in, out int, err error, lat time.Duration) {
@@ -77,8 +78,10 @@ type EngineMetrics struct {
 	// SyncPolled / SyncParked: synchronous requests that completed while
 	// the caller polled, and those whose caller parked (the adaptive
 	// poll/park switch at work).
-	SyncPolled uint64     `json:"sync_polled"`
-	SyncParked uint64     `json:"sync_parked"`
+	SyncPolled uint64 `json:"sync_polled"`
+	SyncParked uint64 `json:"sync_parked"`
+	// Revived counts ctxs re-created with a new queue after they failed.
+	Revived    uint64     `json:"revived"`
 	Compress   DirMetrics `json:"compress"`
 	Decompress DirMetrics `json:"decompress"`
 	// LatencyUS maps "<N" (microseconds, powers of two) to the number of
@@ -107,6 +110,7 @@ func (m *engineMetrics) snapshot(ctxs int) EngineMetrics {
 	e.InFlight = m.inflight.Load()
 	e.Ctxs = ctxs
 	e.SyncPolled, e.SyncParked = m.polled.Load(), m.parked.Load()
+	e.Revived = m.revived.Load()
 	for i := range m.lat {
 		if n := m.lat[i].Load(); n > 0 {
 			if e.LatencyUS == nil {

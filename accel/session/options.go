@@ -29,6 +29,7 @@ const (
 	DefaultCPUDepth            = 64
 	DefaultHWCtxsPerRegion     = 1
 	DefaultPollers             = 1
+	DefaultRevive              = time.Second
 )
 
 type config struct {
@@ -41,6 +42,7 @@ type config struct {
 	threshold  [2]int
 	spinLimit  time.Duration
 	timeout    time.Duration
+	revive     time.Duration
 	logger     *slog.Logger
 	engines    []engine
 	noOffload  bool
@@ -56,6 +58,7 @@ func defaultConfig() config {
 		threshold:  [2]int{DefaultCompressThreshold, DefaultDecompressThreshold},
 		spinLimit:  DefaultSpinLimit,
 		timeout:    DefaultTimeout,
+		revive:     DefaultRevive,
 	}
 }
 
@@ -186,4 +189,19 @@ func withEngine(e engine) Option {
 // hardware supports runs on it (benchmarks of one engine). Default true.
 func WithCPUOffload(on bool) Option {
 	return func(c *config) error { c.noOffload = !on; return nil }
+}
+
+// WithRevive sets how long after a ctx failed (queue disabled by a reset,
+// timeout, ...) its queue is re-opened; each consecutive failure doubles the
+// delay (up to 64x). The revival runs in the ctx's poller (or in a
+// self-polling caller). 0 disables revival: a failed ctx stays retired.
+// Default 1s.
+func WithRevive(d time.Duration) Option {
+	return func(c *config) error {
+		if d < 0 {
+			return fmt.Errorf("%w: revive delay %v", ErrBadRequest, d)
+		}
+		c.revive = d
+		return nil
+	}
 }

@@ -59,7 +59,12 @@ func (p *poller) run() {
 	idle := 0
 	lastScan := time.Now()
 	hw := !p.ctxs[0].es.e.isCPU()
+	// Hardware pollers look for timeouts and for dead ctxs due for revival
+	// this often.
 	scanEvery := p.l.cfg.timeout / 8
+	if r := p.l.cfg.revive; r > 0 && r < scanEvery {
+		scanEvery = r
+	}
 	timer := time.NewTimer(scanEvery)
 	defer timer.Stop()
 	for {
@@ -73,13 +78,23 @@ func (p *poller) run() {
 		}
 		if hw && time.Since(lastScan) > scanEvery {
 			p.l.checkTimeouts(p.ctxs)
+			for _, c := range p.ctxs {
+				c.revive()
+			}
 			lastScan = time.Now()
 		}
 		if p.inflight() == 0 {
 			// Nothing can complete without a wake: block. A submit kicks
-			// after it raised inflight, so no wake-up is lost.
+			// after it raised inflight, so no wake-up is lost. A dead ctx
+			// waiting for revival needs the periodic scan even when idle.
+			var tc <-chan time.Time
+			if hw && p.anyDead() {
+				timer.Reset(scanEvery)
+				tc = timer.C
+			}
 			select {
 			case <-p.wake:
+			case <-tc:
 			case <-p.l.stopCh:
 				return
 			}
@@ -125,10 +140,19 @@ func (p *poller) run() {
 		}
 		start := time.Now()
 		if busiest != nil {
-			busiest.q.wait(200 * time.Microsecond)
+			busiest.queue().wait(200 * time.Microsecond)
 		}
 		if time.Since(start) < 5*time.Microsecond {
 			time.Sleep(time.Microsecond)
 		}
 	}
+}
+
+func (p *poller) anyDead() bool {
+	for _, c := range p.ctxs {
+		if c.dead.Load() {
+			return true
+		}
+	}
+	return false
 }

@@ -749,3 +749,89 @@ func TestAdaptivePollPark(t *testing.T) {
 	}
 	t.Logf("slow: polled %d parked %d; fast: polled %d parked %d", slow.SyncPolled, slow.SyncParked, fast.SyncPolled, fast.SyncParked)
 }
+
+// TestReviveCycles: queues keep getting disabled while traffic runs and are
+// revived within a millisecond; completions reaped from a queue that died
+// meanwhile must never complete a request of its successor (tags repeat):
+// every byte right, every callback once.
+func TestReviveCycles(t *testing.T) {
+	f := newFakeHW("hisi_zip-0", []int{0}, 64, 4)
+	f.latency = func(q int) time.Duration { return time.Duration(q%3) * 50 * time.Microsecond }
+	l := newTestLayer(t, withEngine(f), WithThreshold(0, 0), WithCPUOffload(false), WithRevive(time.Millisecond), WithHWCtxsPerRegion(2))
+	stop := make(chan struct{})
+	var killer sync.WaitGroup
+	killer.Add(1)
+	go func() {
+		defer killer.Done()
+		rnd := rand.New(rand.NewSource(16))
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(2 * time.Millisecond):
+			}
+			f.mu.Lock()
+			q := f.queues[rnd.Intn(len(f.queues))]
+			f.mu.Unlock()
+			q.disabled.Store(true)
+		}
+	}()
+	runStress(t, l, codec.Deflate, stress{goroutines: 6, sessions: 6, perG: 60, async: true, sizes: []int{1024, 8192}})
+	close(stop)
+	killer.Wait()
+	m := l.Metrics()
+	if m.Engines["hisi_zip-0"].Revived == 0 || m.Fallbacks[CauseQueueDisabled] == 0 {
+		t.Fatalf("no fail/revive cycle: %+v %v", m.Engines["hisi_zip-0"], m.Fallbacks)
+	}
+	t.Logf("revived %d, fallbacks %v, hw %d cpu %d", m.Engines["hisi_zip-0"].Revived, m.Fallbacks,
+		m.Engines["hisi_zip-0"].Requests, m.Engines["cpu"].Requests)
+}
+
+// TestStaleCompletionAfterRevive: a completion reaped from a queue just
+// before it failed, and finished only after the ctx was revived, must not
+// complete the new request that reuses its tag.
+func TestStaleCompletionAfterRevive(t *testing.T) {
+	f := newFakeHW("hisi_zip-0", []int{0}, 64, 4)
+	f.latency = func(int) time.Duration { return 30 * time.Millisecond }
+	l := newTestLayer(t, withEngine(f), WithThreshold(0, 0), WithCPUOffload(false), WithRevive(time.Hour), WithPollers(0))
+	s, _ := l.NewSession(SessionOptions{Algo: codec.Deflate, Dir: Compress, Node: 0})
+	c := s.ctxFor(engHW, Async)
+	src := testData(rand.New(rand.NewSource(17)), 0, 4096)
+	first := make(chan *Request, 1)
+	if err := s.Submit(context.Background(), &Request{Src: src}, func(r *Request) { first <- r }); err != nil {
+		t.Fatal(err)
+	}
+	oldGen := c.genLocked()
+	c.fail(CauseQueueDisabled, errDisabled) // the first request is redone on the CPU
+	if r := <-first; r.Err != nil || r.Engine != "cpu" {
+		t.Fatalf("taken-over request: %v on %q", r.Err, r.Engine)
+	}
+	c.reviveAt.Store(0)
+	c.revive()
+	if c.dead.Load() {
+		t.Fatal("not revived")
+	}
+	second := make(chan *Request, 1)
+	if err := s.Submit(context.Background(), &Request{Src: src}, func(r *Request) { second <- r }); err != nil {
+		t.Fatal(err)
+	}
+	// The old queue's completion for tag 0 arrives late.
+	c.finish(completion{tag: 0, out: []byte("garbage")}, oldGen)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		l.Poll(0)
+		select {
+		case r := <-second:
+			if r.Err != nil || r.Engine != "hisi_zip-0" {
+				t.Fatalf("second request: %v on %q", r.Err, r.Engine)
+			}
+			checkCompressed(t, codec.Deflate, src, r.Out)
+			return
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("second request never completed")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
