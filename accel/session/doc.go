@@ -43,7 +43,13 @@
 //     failed or was unavailable: busy device at open, full queues, an error
 //     status, a queue disabled by reset, a timeout. The request is redone on
 //     another ctx or on the CPU; each cause is counted (Metrics.Fallbacks) and
-//     logged once. Data correctness never depends on the device.
+//     logged once. Data correctness never depends on the device: any device
+//     error, and any device result that is not exactly what the CPU codec
+//     would accept (wrong length, input not fully consumed), is redone on the
+//     CPU. A ctx whose queue failed (disabled, timed out) is retired and, after
+//     WithRevive's delay, re-created with a new queue; a generation number per
+//     queue keeps late completions of the old queue from touching requests of
+//     the new one.
 //
 // # Modes
 //
