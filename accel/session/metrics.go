@@ -84,9 +84,10 @@ type EngineMetrics struct {
 	Revived    uint64     `json:"revived"`
 	Compress   DirMetrics `json:"compress"`
 	Decompress DirMetrics `json:"decompress"`
-	// LatencyUS maps "<N" (microseconds, powers of two) to the number of
-	// requests that completed in less than N µs and at least N/2; only
-	// non-empty buckets are present.
+	// LatencyUS maps "lt_N" (N microseconds, a power of two) to the number
+	// of requests that completed in less than N µs and at least N/2 ("lt_1":
+	// under 1 µs; "ge_N" for the last, open bucket); only non-empty buckets
+	// are present. (No "<" in keys: encoding/json would escape it.)
 	LatencyUS map[string]uint64 `json:"latency_us,omitempty"`
 }
 
@@ -116,9 +117,9 @@ func (m *engineMetrics) snapshot(ctxs int) EngineMetrics {
 			if e.LatencyUS == nil {
 				e.LatencyUS = map[string]uint64{}
 			}
-			key := "<" + strconv.FormatUint(uint64(1)<<i, 10)
+			key := "lt_" + strconv.FormatUint(uint64(1)<<i, 10)
 			if i == latBuckets-1 {
-				key = ">=" + strconv.FormatUint(uint64(1)<<(i-1), 10)
+				key = "ge_" + strconv.FormatUint(uint64(1)<<(i-1), 10)
 			}
 			e.LatencyUS[key] = n
 		}
