@@ -4,6 +4,10 @@ import (
 	"context"
 	"fmt"
 	"math/rand"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -153,6 +157,45 @@ func BenchmarkPollVsPark(b *testing.B) {
 					reportCPU(b, cpu0, size)
 				})
 			}
+		}
+	}
+}
+
+// BenchmarkCPULatency: one deflate request at a time on the CPU codec alone
+// (no session layer), on Go source text: the CPU side of the size
+// threshold (see DefaultCompressThreshold).
+func BenchmarkCPULatency(b *testing.B) {
+	goroot, err := exec.Command("go", "env", "GOROOT").Output()
+	if err != nil {
+		b.Skipf("no go command: %v", err)
+	}
+	src, err := os.ReadFile(filepath.Join(strings.TrimSpace(string(goroot)), "src", "net", "http", "server.go"))
+	if err != nil || len(src) < 64<<10 {
+		b.Skipf("no Go source to measure on: %v", err)
+	}
+	for _, dir := range []Direction{Compress, Decompress} {
+		for _, size := range []int{1 << 10, 2 << 10, 4 << 10, 8 << 10, 16 << 10, 32 << 10} {
+			b.Run(fmt.Sprintf("%s/%dK", dir, size>>10), func(b *testing.B) {
+				raw := src[len(src)/3 : len(src)/3+size]
+				comp, err := codec.Compress(codec.Deflate, 0, nil, raw)
+				if err != nil {
+					b.Fatal(err)
+				}
+				dst := make([]byte, 0, size+size/8+64)
+				b.SetBytes(int64(size))
+				b.ReportAllocs()
+				b.ResetTimer()
+				for i := 0; i < b.N; i++ {
+					if dir == Compress {
+						_, err = codec.Compress(codec.Deflate, 0, dst, raw)
+					} else {
+						_, err = codec.Decompress(codec.Deflate, dst, comp, size)
+					}
+					if err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
 		}
 	}
 }

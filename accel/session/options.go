@@ -10,20 +10,20 @@ import (
 // Defaults.
 //
 // The size thresholds are measured, not guessed (commands and raw figures in
-// the project notes, notes-D.md): a device request costs the software path
-// (session + qm + queue: ~20µs for one synchronous request at a time,
-// BenchmarkPollVsPark/emu-noop/poll on the 2-core test VM) plus the device
-// time (~15µs per request at depth 1 for hisi_zip, uadk-spec §5.1), while the
-// CPU codec needs a median 64µs to deflate 1 KiB and 89µs for 4 KiB, 42µs and
-// 62µs to inflate them (`accelfs bench`, CPU columns). The device therefore
-// wins from the smallest size measured, 1 KiB, in both directions; below it
-// the fixed costs dominate and the request stays on the CPU. An emulated
-// device computes on the host CPU, so its own crossover is noise: run
-// `accelfs bench --accel <device>` on a machine with the device and set
-// --hw-threshold / --hw-threshold-decompress from it.
+// the project notes, notes-D.md; quiet 2-core VM, load ≈1): one synchronous
+// device request costs the software path (session + qm + queue: 13µs,
+// BenchmarkPollVsPark/emu-noop/poll/4K) plus the device time (≈15µs per
+// request at depth 1 for hisi_zip, uadk-spec §5.1), ≈28µs in all. The CPU
+// codec alone (BenchmarkCPULatency, Go source text) deflates 2 KiB in 16.5µs,
+// 4 KiB in 24.5µs, 8 KiB in 41µs, and inflates 8 KiB in 17µs, 16 KiB in 31µs,
+// 32 KiB in 67µs. So the device wins from 8 KiB when compressing and from
+// 16 KiB when decompressing; below that a request stays on the CPU. An
+// emulated device computes on the host CPU, so its own crossover is noise:
+// on a machine with the device run `accelfs bench --accel <device>` and set
+// --hw-threshold / --hw-threshold-decompress from what it prints.
 const (
-	DefaultCompressThreshold   = 1024
-	DefaultDecompressThreshold = 1024
+	DefaultCompressThreshold   = 8 << 10
+	DefaultDecompressThreshold = 16 << 10
 	DefaultSpinLimit           = 50 * time.Microsecond
 	DefaultTimeout             = 5 * time.Second
 	DefaultCPUDepth            = 64
