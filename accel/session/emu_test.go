@@ -438,3 +438,29 @@ func TestEmuRevive(t *testing.T) {
 		t.Fatalf("device has %d open queues, want 8", st.OpenQueues)
 	}
 }
+
+// TestRunSpreadsOverQueues: Layer.Run's jobs of one kind use every async
+// queue of the region, not just the one a single session is bound to.
+func TestRunSpreadsOverQueues(t *testing.T) {
+	d := newEmu(t, emu.Options{})
+	l := emuLayer(t, d, WithThreshold(0, 0), WithHWCtxsPerRegion(3), WithCPUOffload(false))
+	var jobs []*Job
+	for i := 0; i < 30; i++ {
+		jobs = append(jobs, &Job{Algo: codec.Deflate, Src: make([]byte, 8192)})
+	}
+	if err := l.Run(context.Background(), jobs); err != nil {
+		t.Fatal(err)
+	}
+	used := 0
+	for _, c := range l.ctxs {
+		if c.es.e.isCPU() || c.mode != Async || c.dir != Compress {
+			continue
+		}
+		if c.lastDone.Load() != 0 {
+			used++
+		}
+	}
+	if used != 3 {
+		t.Fatalf("Run used %d of 3 async compress queues", used)
+	}
+}

@@ -30,19 +30,45 @@ type sessKey struct {
 	node  int
 }
 
+// sessGroup is the set of sessions Run spreads one key's jobs over: one per
+// async hardware ctx of the region (a session's requests all go to its one
+// ctx, as in UADK), so a batch can use every queue.
+type sessGroup struct {
+	sess []*Session
+	next atomic.Uint32
+}
+
+func (g *sessGroup) pick() *Session {
+	return g.sess[int(g.next.Add(1)-1)%len(g.sess)]
+}
+
 // SessionFor returns a cached session for (algo, level, dir) on the caller's
-// node, creating it on first use.
+// node, creating the group on first use; successive calls rotate over the
+// group's sessions (one per async hardware ctx of the region).
 func (l *Layer) SessionFor(algo codec.ID, level int, dir Direction) (*Session, error) {
 	k := sessKey{algo, level, dir, l.topo.NodeOfCPU(currentCPU())}
-	if s, ok := l.sessions.Load(k); ok {
-		return s.(*Session), nil
+	if g, ok := l.sessions.Load(k); ok {
+		return g.(*sessGroup).pick(), nil
 	}
-	s, err := l.NewSession(SessionOptions{Algo: algo, Level: level, Dir: dir, Node: k.node})
+	first, err := l.NewSession(SessionOptions{Algo: algo, Level: level, Dir: dir, Node: k.node})
 	if err != nil {
 		return nil, err
 	}
-	v, _ := l.sessions.LoadOrStore(k, s)
-	return v.(*Session), nil
+	g := &sessGroup{sess: []*Session{first}}
+	if first.hw != nil {
+		if c := first.bound[engHW][Async].Load(); c != nil {
+			r := first.hw.regions[regionKey{c.node, Async, dir}]
+			for i := 1; r != nil && i < len(r.ctxs); i++ {
+				s, err := l.NewSession(SessionOptions{Algo: algo, Level: level, Dir: dir, Node: k.node})
+				if err != nil {
+					return nil, err
+				}
+				g.sess = append(g.sess, s)
+			}
+		}
+	}
+	v, _ := l.sessions.LoadOrStore(k, g)
+	return v.(*sessGroup).pick(), nil
 }
 
 // Run submits every job asynchronously at once, parks, and returns when all
