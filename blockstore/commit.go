@@ -57,6 +57,18 @@ func (s *Store) commit(ctx context.Context, only *inode) error {
 			e.mu.Unlock()
 		}
 	}
+	// Write out the dirty blocks one file at a time first (compression is
+	// the slow part), so the all-locks snapshot below has little left to do.
+	for _, e := range group {
+		e.mu.Lock()
+		if !e.closed && !e.unlinked && len(e.dirty) > 0 {
+			if err := e.writeOut(ctx, e.dirtyList()); err != nil {
+				e.mu.Unlock()
+				return err
+			}
+		}
+		e.mu.Unlock()
+	}
 	lockAll()
 	for _, e := range group {
 		if e.closed {

@@ -2,6 +2,7 @@ package blockstore
 
 import (
 	"bytes"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -24,15 +25,13 @@ func TestCommitDoesNotBlockIO(t *testing.T) {
 			t.Fatal(err)
 		}
 		entered, release := make(chan struct{}), make(chan struct{})
+		var first atomic.Bool
 		s.hooks = &testHooks{fail: func(op, path string) error {
-			if op == "sync" {
-				select {
-				case entered <- struct{}{}:
-					<-release
-					if failIt {
-						return errInjected
-					}
-				default:
+			if op == "sync" && first.CompareAndSwap(false, true) {
+				entered <- struct{}{} // only the first fdatasync blocks
+				<-release
+				if failIt {
+					return errInjected
 				}
 			}
 			return nil
