@@ -122,7 +122,6 @@ func (s *Store) commit(ctx context.Context, only *inode) error {
 				}
 			}
 			if sn.sync {
-				s.hooks.add("sync " + e.path)
 				err := s.hooks.inject("sync", e.path)
 				if err == nil {
 					err = unix.Fdatasync(int(e.f.Fd()))
@@ -130,6 +129,7 @@ func (s *Store) commit(ctx context.Context, only *inode) error {
 				if err != nil {
 					return fmt.Errorf("%s: fdatasync: %w", e.path, ioErr(err))
 				}
+				s.hooks.add("sync " + e.path) // recorded once durable
 			}
 		}
 		var d statCounters
