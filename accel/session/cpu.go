@@ -1,7 +1,9 @@
 package session
 
 import (
+	"math"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/accelfs/accelfs/codec"
@@ -11,11 +13,19 @@ import (
 // views on one bounded job channel; completions are posted per queue and
 // reaped like a device's.
 type cpuEngine struct {
-	topo Topology
-	jobs chan cpuJob    // bounded; capacity >= sum of queue depths
-	wg   sync.WaitGroup // the workers
-	once sync.Once
-	qd   int // depth of each queue
+	topo    Topology
+	jobs    chan cpuJob    // bounded; capacity >= sum of queue depths
+	wg      sync.WaitGroup // the workers
+	once    sync.Once
+	qd      int // depth of each queue
+	workers int
+
+	// Load model for engine choice (Layer.preferCPU): source bytes queued or
+	// being worked on, and an EWMA (weight 1/8) of the pure compute ns per
+	// source byte of the deflate family (what a device could also do), per
+	// direction, as float64 bits.
+	backlog atomic.Int64
+	npb     [2]atomic.Uint64
 }
 
 type cpuJob struct {
@@ -25,7 +35,7 @@ type cpuJob struct {
 }
 
 func newCPUEngine(topo Topology, workers, depth, maxQueues int) *cpuEngine {
-	e := &cpuEngine{topo: topo, jobs: make(chan cpuJob, depth*maxQueues), qd: depth}
+	e := &cpuEngine{topo: topo, jobs: make(chan cpuJob, depth*maxQueues), qd: depth, workers: workers}
 	for i := 0; i < workers; i++ {
 		e.wg.Add(1)
 		go e.worker()
@@ -36,9 +46,38 @@ func newCPUEngine(topo Topology, workers, depth, maxQueues int) *cpuEngine {
 func (e *cpuEngine) worker() {
 	defer e.wg.Done()
 	for j := range e.jobs {
+		start := time.Now()
 		out, err := runCodec(j.o)
+		e.learn(j.o, time.Since(start), err)
+		e.backlog.Add(-int64(len(j.o.src)))
 		j.q.post(completion{tag: j.tag, out: out, err: err})
 	}
+}
+
+// learn folds one deflate-family request's compute time into npb.
+func (e *cpuEngine) learn(o *op, d time.Duration, err error) {
+	if err != nil || len(o.src) < 512 || (o.algo != codec.Deflate && o.algo != codec.Zlib && o.algo != codec.Gzip) {
+		return
+	}
+	sample := float64(d) / float64(len(o.src))
+	v := &e.npb[o.dir&1]
+	for {
+		old := v.Load()
+		n := sample
+		if old != 0 {
+			n = math.Float64frombits(old) + (sample-math.Float64frombits(old))/8
+		}
+		if v.CompareAndSwap(old, math.Float64bits(n)) {
+			return
+		}
+	}
+}
+
+// estimate is the expected time for the CPU to finish n more source bytes
+// in direction d behind its backlog (0 when it has no deflate sample yet).
+func (e *cpuEngine) estimate(d Direction, n int64) time.Duration {
+	npb := math.Float64frombits(e.npb[d&1].Load())
+	return time.Duration(npb * (float64(e.backlog.Load())/float64(e.workers) + float64(n)))
 }
 
 // runCodec runs o with package codec (the CPU engine and inline fallback).
@@ -84,10 +123,12 @@ func (q *cpuQueue) wait(time.Duration) {}
 func (q *cpuQueue) close() error       { return nil }
 
 func (q *cpuQueue) submit(tag uint16, o *op) error {
+	q.e.backlog.Add(int64(len(o.src)))
 	select {
 	case q.e.jobs <- cpuJob{q: q, tag: tag, o: o}:
 		return nil
 	default:
+		q.e.backlog.Add(-int64(len(o.src)))
 		return ErrQueueFull
 	}
 }

@@ -464,3 +464,44 @@ func TestRunSpreadsOverQueues(t *testing.T) {
 		t.Fatalf("Run used %d of 3 async compress queues", used)
 	}
 }
+
+// TestLoadBalance: a device no faster than the CPU (the emulator computes on
+// the host) with one queue: a large batch spreads over both engines once
+// both have shown their speed ("load"); without offload everything waits
+// for the device.
+func TestLoadBalance(t *testing.T) {
+	for _, offload := range []bool{true, false} {
+		d := newEmu(t, emu.Options{})
+		l := emuLayer(t, d, WithThreshold(16<<10, 16<<10), WithCPUOffload(offload))
+		src := testData(rand.New(rand.NewSource(18)), 0, 64<<10)
+		warm := []*Job{{Algo: codec.Deflate, Src: src[:8<<10]}, {Algo: codec.Deflate, Src: src}} // CPU sample, device sample
+		if err := l.Run(context.Background(), warm); err != nil {
+			t.Fatal(err)
+		}
+		var jobs []*Job
+		for i := 0; i < 48; i++ {
+			jobs = append(jobs, &Job{Algo: codec.Deflate, Src: src})
+		}
+		if err := l.Run(context.Background(), jobs); err != nil {
+			t.Fatal(err)
+		}
+		onCPU := 0
+		for _, j := range jobs {
+			if j.Err != nil {
+				t.Fatal(j.Err)
+			}
+			checkCompressed(t, codec.Deflate, src, j.Out)
+			if j.Engine == "cpu" {
+				onCPU++
+			}
+		}
+		m := l.Metrics()
+		if offload && (onCPU == 0 || onCPU == len(jobs) || m.Fallbacks[CauseLoad] != uint64(onCPU)) {
+			t.Fatalf("offload: %d of %d on the CPU, fallbacks %v", onCPU, len(jobs), m.Fallbacks)
+		}
+		if !offload && onCPU != 0 {
+			t.Fatalf("no offload: %d on the CPU", onCPU)
+		}
+		t.Logf("offload %v: %d of %d on the CPU", offload, onCPU, len(jobs))
+	}
+}

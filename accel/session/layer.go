@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -24,6 +25,7 @@ type Layer struct {
 
 	engines []*engState // engines[0] is the CPU engine
 	cpu     *engState
+	cpuEng  *cpuEngine
 	ctxs    []*hctx // every ctx, for Poll and Close
 	pollers []*poller
 
@@ -92,6 +94,7 @@ func New(opts ...Option) (*Layer, error) {
 	nodes := len(l.topo.Nodes)
 	cpu := newCPUEngine(l.topo, cfg.cpuWorkers, cfg.cpuDepth, nodes*4)
 	l.cpu = l.addEngine(cpu)
+	l.cpuEng = cpu
 	for _, n := range l.topo.Nodes {
 		for _, k := range regionKeys(n.ID) {
 			if err := l.openCtx(l.cpu, k); err != nil {
@@ -506,4 +509,27 @@ func (es *engState) otherWithCredit(c *hctx) *hctx {
 		}
 	}
 	return nil
+}
+
+// loadMargin: the device's expected completion time must exceed the CPU's
+// by this factor before a request is moved to the CPU (hysteresis against
+// flapping on noisy estimates).
+const loadMargin = 1.5
+
+// preferCPU reports whether t, eligible for the hardware ctx c, would finish
+// sooner on the CPU given both engines' current load: the device's queued
+// bytes times its observed ns/byte against the CPU's backlog spread over its
+// workers times its measured compute ns/byte. False while either engine has
+// no sample yet (the device is the default).
+func (l *Layer) preferCPU(c *hctx, t *task) bool {
+	hwNPB := math.Float64frombits(c.nsPerByte.Load())
+	if hwNPB == 0 {
+		return false
+	}
+	cpuEst := l.cpuEng.estimate(t.op.dir, t.size)
+	if cpuEst <= 0 {
+		return false
+	}
+	hwEst := time.Duration(hwNPB * float64(c.inflightBytes.Load()+t.size))
+	return float64(hwEst) > loadMargin*float64(cpuEst)
 }

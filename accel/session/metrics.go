@@ -13,6 +13,7 @@ const (
 	CauseBusyAtOpen     = "busy_at_open"     // opening a hardware queue failed with EBUSY (counted per queue)
 	CauseOpenError      = "open_error"       // opening a hardware queue failed otherwise (counted per queue)
 	CauseQueueFull      = "queue_full"       // hardware region full, request routed to the CPU
+	CauseLoad           = "load"             // the device queue would finish later than the CPU, request routed to the CPU
 	CauseErrorStatus    = "error_status"     // device returned an error status, request redone on the CPU
 	CauseQueueDisabled  = "queue_disabled"   // queue disabled (reset, ds_tx/ds_rx), pending requests redone
 	CauseTimeout        = "timeout"          // no completion within the timeout, ctx retired, requests redone

@@ -213,6 +213,15 @@ func (s *Session) dispatch(ctx context.Context, t *task, mode Mode) error {
 				useHW = false
 				continue
 			}
+			if !l.cfg.noOffload && l.preferCPU(c, t) {
+				// the device's queue would take longer than the CPU: balance
+				if cc := s.ctxFor(engCPU, mode); cc.tryCredit() {
+					if err := cc.submit(t); err == nil {
+						l.countFallback(CauseLoad, nil)
+						return nil
+					}
+				}
+			}
 			got := c
 			if !c.tryCredit() {
 				got = s.hw.otherWithCredit(c)
