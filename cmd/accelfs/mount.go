@@ -176,6 +176,7 @@ func serve(c *cli.Context, backing, mnt string) (err error) {
 		return err
 	}
 	defer closeLog()
+	slog.SetDefault(logger) // the engine and the store log through it too
 
 	sopts, err := storeOptions(c)
 	if err != nil {
