@@ -519,8 +519,10 @@ const loadMargin = 1.5
 // preferCPU reports whether t, eligible for the hardware ctx c, would finish
 // sooner on the CPU given both engines' current load: the device's queued
 // bytes times its observed ns/byte against the CPU's backlog spread over its
-// workers times its measured compute ns/byte. False while either engine has
-// no sample yet (the device is the default).
+// workers times its measured compute ns/byte. False while the device has no
+// sample yet (it is the default). While the CPU has no sample for this
+// direction, one request goes to it as a probe when the device has work
+// queued and the CPU has none, so the model can learn the CPU's speed.
 func (l *Layer) preferCPU(c *hctx, t *task) bool {
 	hwNPB := math.Float64frombits(c.nsPerByte.Load())
 	if hwNPB == 0 {
@@ -528,7 +530,7 @@ func (l *Layer) preferCPU(c *hctx, t *task) bool {
 	}
 	cpuEst := l.cpuEng.estimate(t.op.dir, t.size)
 	if cpuEst <= 0 {
-		return false
+		return c.inflightBytes.Load() > 0 && l.cpuEng.backlog.Load() == 0
 	}
 	hwEst := time.Duration(hwNPB * float64(c.inflightBytes.Load()+t.size))
 	return float64(hwEst) > loadMargin*float64(cpuEst)

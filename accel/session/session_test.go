@@ -219,7 +219,7 @@ func TestStressFakeHW(t *testing.T) {
 func TestOutOfOrderExactlyOnce(t *testing.T) {
 	f := newFakeHW("hisi_zip-0", []int{0}, 64, 8)
 	f.latency = func(q int) time.Duration { return time.Duration(q%4) * 200 * time.Microsecond }
-	l := newTestLayer(t, withEngine(f), WithThreshold(0, 0), WithHWCtxsPerRegion(4))
+	l := newTestLayer(t, withEngine(f), WithThreshold(0, 0), WithHWCtxsPerRegion(4), WithCPUOffload(false))
 	var sess []*Session
 	for i := 0; i < 8; i++ {
 		s, _ := l.NewSession(SessionOptions{Algo: codec.Zlib, Dir: Compress, Node: 0})
@@ -277,7 +277,7 @@ func TestOutOfOrderExactlyOnce(t *testing.T) {
 func TestInjectedErrors(t *testing.T) {
 	f := newFakeHW("hisi_zip-0", []int{0, 1}, 64, 16)
 	f.errRate = 0.01
-	l := newTestLayer(t, WithSysRoot(twoNodeRoot(t)), withEngine(f), WithThreshold(0, 0))
+	l := newTestLayer(t, WithSysRoot(twoNodeRoot(t)), withEngine(f), WithThreshold(0, 0), WithCPUOffload(false))
 	runStress(t, l, codec.Gzip, stress{goroutines: 4, sessions: 8, perG: 150, async: true, sizes: []int{4096, 32 << 10}})
 	m := l.Metrics()
 	if f.errs.Load() == 0 {
@@ -334,7 +334,7 @@ func TestQueueBudgetExhausted(t *testing.T) {
 func TestQueueDisabled(t *testing.T) {
 	f := newFakeHW("hisi_zip-0", []int{0}, 64, 16)
 	f.latency = func(int) time.Duration { return 2 * time.Millisecond }
-	l := newTestLayer(t, withEngine(f), WithThreshold(0, 0), WithHWCtxsPerRegion(2))
+	l := newTestLayer(t, withEngine(f), WithThreshold(0, 0), WithHWCtxsPerRegion(2), WithCPUOffload(false))
 	s, _ := l.NewSession(SessionOptions{Algo: codec.Deflate, Dir: Compress, Node: 0})
 	rnd := rand.New(rand.NewSource(4))
 	var wg sync.WaitGroup
@@ -610,7 +610,7 @@ func TestLoadOffload(t *testing.T) {
 		wg.Wait()
 		m := l.Metrics()
 		onCPU := m.Engines["cpu"].Requests
-		if offload && (onCPU == 0 || m.Fallbacks[CauseQueueFull] != onCPU) {
+		if offload && (onCPU == 0 || m.Fallbacks[CauseQueueFull]+m.Fallbacks[CauseLoad] != onCPU) {
 			t.Fatalf("offload: %d on cpu, fallbacks %v", onCPU, m.Fallbacks)
 		}
 		if !offload && (onCPU != 0 || m.Engines["hisi_zip-0"].Requests != 20) {
