@@ -66,8 +66,12 @@
 //
 // Engine choice per request: capability (hisi_zip does deflate/zlib/gzip
 // only; lz4/zstd/none always go to the CPU), size (requests smaller than the
-// per-direction threshold go to the CPU, WithThreshold) and load (a full
-// hardware region sends the request to the CPU if the CPU has a free credit).
+// per-direction threshold go to the CPU, WithThreshold) and load: a request
+// moves to the CPU when the device queue's expected completion (its observed
+// ns/byte times the bytes queued on it) exceeds the CPU's (its measured
+// compute ns/byte times its backlog per worker) by 1.5x, or when the
+// hardware region is full, provided the CPU has a free credit
+// (WithCPUOffload(false) turns both off).
 //
 // Sync ctxs accept as many requests in flight as they have credits (UADK
 // holds a sync ctx for one request at a time, uadk-spec §4.4; here many

@@ -183,10 +183,12 @@ func withEngine(e engine) Option {
 	}
 }
 
-// WithCPUOffload sets whether a request whose hardware region is full is
-// sent to the CPU when the CPU has a free credit (load balancing). With
-// false such a request waits for a hardware credit: every request the
-// hardware supports runs on it (benchmarks of one engine). Default true.
+// WithCPUOffload sets whether requests the hardware could run may move to
+// the CPU because of load: when the hardware region is full, or when the
+// device queue would finish later than the CPU (see the package doc), and the
+// CPU has a free credit. With false every request the hardware supports and
+// whose size passes the threshold runs on it, waiting for credits if needed
+// (benchmarks and tests of one engine). Default true.
 func WithCPUOffload(on bool) Option {
 	return func(c *config) error { c.noOffload = !on; return nil }
 }
