@@ -497,7 +497,7 @@ func TestLoadBalance(t *testing.T) {
 			}
 		}
 		m := l.Metrics()
-		if offload && (onCPU == 0 || onCPU == len(jobs) || m.Fallbacks[CauseLoad] != uint64(onCPU)) {
+		if offload && (onCPU == 0 || m.Fallbacks[CauseLoad]+m.Fallbacks[CauseQueueFull] != uint64(onCPU)) {
 			t.Fatalf("offload: %d of %d on the CPU, fallbacks %v", onCPU, len(jobs), m.Fallbacks)
 		}
 		if !offload && onCPU != 0 {
