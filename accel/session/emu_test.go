@@ -3,6 +3,7 @@ package session
 import (
 	"bytes"
 	"context"
+	"errors"
 	"math/rand"
 	"sync"
 	"sync/atomic"
@@ -505,4 +506,64 @@ func TestLoadBalance(t *testing.T) {
 		}
 		t.Logf("offload %v: %d of %d on the CPU", offload, onCPU, len(jobs))
 	}
+}
+
+// TestCloseDuringTraffic: Close while goroutines keep submitting (sync and
+// async) to the emulated device and the CPU: nothing is in flight when Close
+// returns, every accepted request completed once, the rest got ErrClosed,
+// nothing leaks (cleanup checks goroutines), the device gets its queues back.
+func TestCloseDuringTraffic(t *testing.T) {
+	d := newEmu(t, emu.Options{Depth: 8, Model: emu.Model{Latency: 200 * time.Microsecond}})
+	l := emuLayer(t, d, WithThreshold(2048, 2048), WithHWCtxsPerRegion(2))
+	s, _ := l.NewSession(SessionOptions{Algo: codec.Deflate, Dir: Compress, Node: 0})
+	var accepted, completed, closedErrs atomic.Int64
+	var wg sync.WaitGroup
+	for g := 0; g < 6; g++ {
+		wg.Add(1)
+		go func(g int) {
+			defer wg.Done()
+			src := make([]byte, []int{1024, 8192}[g%2])
+			for {
+				var err error
+				if g%3 == 0 {
+					err = s.Do(context.Background(), &Request{Src: src})
+					if err == nil {
+						accepted.Add(1)
+						completed.Add(1)
+					}
+				} else {
+					err = s.Submit(context.Background(), &Request{Src: src}, func(*Request) { completed.Add(1) })
+					if err == nil {
+						accepted.Add(1)
+					}
+				}
+				if errors.Is(err, ErrClosed) {
+					closedErrs.Add(1)
+					return
+				}
+				if err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}(g)
+	}
+	time.Sleep(30 * time.Millisecond)
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n := l.inflight.Load(); n != 0 {
+		t.Fatalf("%d requests in flight after Close", n)
+	}
+	wg.Wait()
+	if a, c := accepted.Load(), completed.Load(); a != c || a == 0 {
+		t.Fatalf("accepted %d, completed %d", a, c)
+	}
+	if closedErrs.Load() != 6 {
+		t.Fatalf("%d of 6 submitters saw ErrClosed", closedErrs.Load())
+	}
+	if st := d.Stats(); st.OpenQueues != 0 {
+		t.Fatalf("device still has %d open queues", st.OpenQueues)
+	}
+	t.Logf("%d requests accepted and completed", accepted.Load())
 }
