@@ -116,23 +116,28 @@ type Store struct {
 	wg       sync.WaitGroup
 
 	// bufs recycles block-sized scratch buffers (compression output,
-	// record assembly); each has capacity RecordHeaderSize+bs.
+	// record assembly, record reads); each has capacity bufCap().
 	bufs sync.Pool
 
 	hooks *testHooks // nil outside tests
 }
 
-// getBuf returns an empty scratch buffer with capacity RecordHeaderSize+bs.
+// bufCap is the capacity of scratch buffers: a record header plus the
+// worst-case compressed size of a block (lz4/zstd/flate bounds are a little
+// above the input), so codecs never reallocate.
+func (s *Store) bufCap() int { return RecordHeaderSize + s.bs + s.bs/64 + 1024 }
+
+// getBuf returns an empty scratch buffer with capacity bufCap().
 func (s *Store) getBuf() []byte {
 	if b, ok := s.bufs.Get().(*[]byte); ok {
 		return (*b)[:0]
 	}
-	return make([]byte, 0, RecordHeaderSize+s.bs)
+	return make([]byte, 0, s.bufCap())
 }
 
 // putBuf recycles a buffer from getBuf; others (wrong capacity) are dropped.
 func (s *Store) putBuf(b []byte) {
-	if cap(b) != RecordHeaderSize+s.bs {
+	if cap(b) != s.bufCap() {
 		return
 	}
 	b = b[:0]
