@@ -10,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/accelfs/accelfs/codec"
 	"golang.org/x/sys/unix"
 )
 
@@ -185,7 +186,13 @@ func (e *inode) fetch(ctx context.Context, fs []*fetched) error {
 		for i, j := range jobs {
 			fe := jobOf[i]
 			if j.Err != nil {
-				fe.err = e.corrupt(fe.block, fmt.Errorf("%w: decode: %w", ErrCorrupt, j.Err))
+				if errors.Is(j.Err, codec.ErrCorrupt) || errors.Is(j.Err, codec.ErrTooLarge) || errors.Is(j.Err, codec.ErrUnknownAlgo) {
+					fe.err = e.corrupt(fe.block, fmt.Errorf("%w: decode: %w", ErrCorrupt, j.Err))
+				} else {
+					// Not the data's fault (e.g. an engine failure the
+					// Compressor could not recover from): an I/O error.
+					fe.err = fmt.Errorf("%s: block %d: decompress: %w", e.path, fe.block, j.Err)
+				}
 				continue
 			}
 			if len(j.Out) != j.RawLen {

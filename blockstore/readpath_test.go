@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -136,4 +137,53 @@ func TestCommitInterval(t *testing.T) {
 	f = openFile(t, s, "a")
 	checkContent(t, f, want)
 	f.Close()
+}
+
+// lyingCompressor wraps a Compressor and damages decompression results.
+type lyingCompressor struct {
+	inner Compressor
+	mode  string // "wrong-bytes" or "engine-error"
+}
+
+func (c lyingCompressor) Run(ctx context.Context, jobs []*Job) error {
+	err := c.inner.Run(ctx, jobs)
+	for _, j := range jobs {
+		if !j.Decompress || j.Err != nil {
+			continue
+		}
+		switch c.mode {
+		case "wrong-bytes":
+			j.Out[len(j.Out)/2] ^= 1
+		case "engine-error":
+			j.Out, j.Err = nil, errors.New("engine down")
+		}
+	}
+	return err
+}
+
+// Correctness never depends on the engine: wrong bytes from a Compressor
+// are caught by the data checksum; an engine error is an I/O error, not
+// corruption.
+func TestEngineCannotCorrupt(t *testing.T) {
+	dir := t.TempDir()
+	o := testOpts(t, 4096, codec.Deflate)
+	s := mustOpen(t, dir, o)
+	f := createFile(t, s, "a")
+	mustWrite(t, f, compressible(3*4096, 1), 0)
+	f.Close()
+	s.Close()
+	for _, mode := range []string{"wrong-bytes", "engine-error"} {
+		o.Compressor = lyingCompressor{NewCPUCompressor(1), mode}
+		s := mustOpen(t, dir, o)
+		f := openFile(t, s, "a")
+		_, err := f.ReadAt(make([]byte, 4096), 4096)
+		if err == nil || !strings.Contains(err.Error(), "block 1") {
+			t.Fatalf("%s: %v", mode, err)
+		}
+		if got := errors.Is(err, ErrCorrupt); got != (mode == "wrong-bytes") {
+			t.Fatalf("%s: ErrCorrupt = %v (%v)", mode, got, err)
+		}
+		f.Close()
+		s.Close()
+	}
 }
