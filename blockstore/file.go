@@ -330,9 +330,14 @@ func (e *inode) writeOut(ctx context.Context, blocks []int64) error {
 			if j.Err != nil {
 				s.log.Warn("blockstore: compression failed, storing the block raw", "file", e.path, "block", o.block, "algo", s.algo, "err", j.Err)
 			} else if len(j.Out) > 0 && (o.raw-len(j.Out))*8 >= o.raw {
-				// Compression saves at least 1/8: keep it.
-				payload = j.Out
-				h.Algo, h.Level = s.algo, int8(s.level)
+				// Compression saves at least 1/8: keep it (after checking it
+				// decodes, when asked to).
+				if err := s.verifyCompressed(j.Out, h.RawCRC, o.raw); err != nil {
+					s.log.Error("blockstore: compressed block does not decode to its data, storing it raw", "file", e.path, "block", o.block, "algo", s.algo, "err", err)
+				} else {
+					payload = j.Out
+					h.Algo, h.Level = s.algo, int8(s.level)
+				}
 			}
 		}
 		h.StoredLen = uint32(len(payload))
@@ -370,6 +375,24 @@ func (e *inode) writeOut(ctx context.Context, blocks []int64) error {
 		s.cache.put(cacheKey{e.id, o.block, en.Gen}, data)
 		delete(e.dirty, o.block)
 		s.budget.release(int64(bs))
+	}
+	return nil
+}
+
+// verifyCompressed decodes a compressed payload on the CPU and checks it
+// against the raw data's checksum (only with Options.VerifyCompression).
+func (s *Store) verifyCompressed(payload []byte, rawCRC uint32, rawLen int) error {
+	if !s.verifyComp {
+		return nil
+	}
+	buf := s.getBuf()
+	defer s.putBuf(buf)
+	out, err := codec.Decompress(s.algo, buf[:0], payload, rawLen)
+	if err != nil {
+		return err
+	}
+	if crc32c(out) != rawCRC {
+		return fmt.Errorf("%w: decoded data checksum mismatch", ErrCorrupt)
 	}
 	return nil
 }

@@ -1,6 +1,7 @@
 package blockstore
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"runtime"
@@ -182,6 +183,56 @@ func TestEngineCannotCorrupt(t *testing.T) {
 		}
 		if got := errors.Is(err, ErrCorrupt); got != (mode == "wrong-bytes") {
 			t.Fatalf("%s: ErrCorrupt = %v (%v)", mode, got, err)
+		}
+		f.Close()
+		s.Close()
+	}
+}
+
+// badCompressor returns undecodable output for compression jobs.
+type badCompressor struct{ inner Compressor }
+
+func (c badCompressor) Run(ctx context.Context, jobs []*Job) error {
+	err := c.inner.Run(ctx, jobs)
+	for _, j := range jobs {
+		if !j.Decompress && j.Err == nil && len(j.Out) > 8 {
+			for i := range j.Out[:8] {
+				j.Out[i] = 0xff
+			}
+		}
+	}
+	return err
+}
+
+// With VerifyCompression, a faulty engine's output is caught at write time
+// and the block stored raw: the data survives.
+func TestVerifyCompression(t *testing.T) {
+	for _, verify := range []bool{true, false} {
+		dir := t.TempDir()
+		o := testOpts(t, 4096, codec.Zstd)
+		o.VerifyCompression = verify
+		o.Compressor = badCompressor{NewCPUCompressor(1)}
+		s := mustOpen(t, dir, o)
+		f := createFile(t, s, "a")
+		want := compressible(3*4096, 1)
+		mustWrite(t, f, want, 0)
+		if err := f.Sync(); err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+		s.Close()
+		s = mustOpen(t, dir, testOpts(t, 4096, codec.Zstd))
+		f = openFile(t, s, "a")
+		got := make([]byte, len(want))
+		_, err := f.ReadAt(got, 0)
+		if verify && (err != nil || !bytes.Equal(got, want)) {
+			t.Fatalf("with verification: %v", err)
+		}
+		if !verify && !errors.Is(err, ErrCorrupt) {
+			t.Fatalf("without verification a bad engine must show as corruption: %v", err)
+		}
+		if verify && s.Stats().RawBlocks != 3 {
+			t.Fatalf("stats %+v", s.Stats())
 		}
 		f.Close()
 		s.Close()

@@ -58,6 +58,11 @@ type Options struct {
 	// CommitInterval is how often dirty data is written and committed in
 	// the background. Default 5s; <0 disables the timer.
 	CommitInterval time.Duration
+	// VerifyCompression decodes every compressed block on the CPU (codec/)
+	// before storing it and stores the block raw when the result does not
+	// match: a faulty engine then costs space, never data. It costs one
+	// decompression per block written. Default off.
+	VerifyCompression bool
 	// LockTimeout is how long Open waits for the store lock. Default 200ms.
 	LockTimeout time.Duration
 	// ReadaheadBytes is how far ahead sequential reads prefetch. Default
@@ -80,17 +85,18 @@ const maxClosedPending = 256
 //
 // No lock is held while waiting for dirty budget.
 type Store struct {
-	dir       string // backing directory
-	meta      string // dir/.accelfs
-	bs        int    // block size
-	algo      codec.ID
-	level     int
-	comp      Compressor
-	log       *slog.Logger
-	db        *bolt.DB
-	cache     *blockCache
-	budget    *budget
-	readahead int // blocks
+	dir        string // backing directory
+	meta       string // dir/.accelfs
+	bs         int    // block size
+	algo       codec.ID
+	level      int
+	comp       Compressor
+	log        *slog.Logger
+	db         *bolt.DB
+	cache      *blockCache
+	budget     *budget
+	readahead  int  // blocks
+	verifyComp bool // Options.VerifyCompression
 
 	// commitMu serializes commit groups, fsck and Close: it protects the
 	// committed state in the index and the committed maps of inodes (which
@@ -282,7 +288,7 @@ func openLocked(dir, meta string, db *bolt.DB, o *Options) (*Store, error) {
 	bs := ff.BlockSize
 	s := &Store{
 		dir: dir, meta: meta, bs: bs, algo: algo, level: level,
-		comp: o.Compressor, log: o.Logger, db: db, stats: stats,
+		comp: o.Compressor, log: o.Logger, db: db, stats: stats, verifyComp: o.VerifyCompression,
 		files:    make(map[FileID]*inode),
 		stop:     make(chan struct{}),
 		pressure: make(chan struct{}, 1),
