@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/accelfs/accelfs/codec"
 )
@@ -341,4 +342,41 @@ func mustOpenRW(t *testing.T, path string) *os.File {
 	}
 	t.Cleanup(func() { f.Close() })
 	return f
+}
+
+// Many small files created and closed (an untar): no transaction per file;
+// the data of every file is committed by a handful of group commits.
+func TestGroupCommitManySmallFiles(t *testing.T) {
+	dir := t.TempDir()
+	s := mustOpen(t, dir, testOpts(t, 128<<10, codec.LZ4))
+	const n = 600
+	for i := range n {
+		f := createFile(t, s, fmt.Sprintf("f%03d", i))
+		mustWrite(t, f, compressible(100+i, i), 0)
+		if err := f.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The >256-closed-files trigger commits in the background; wait for it.
+	deadline := time.Now().Add(5 * time.Second)
+	for s.Stats().Commits == 0 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if c := s.Stats().Commits; c > n/200 {
+		t.Fatalf("%d commits for %d files: not grouped", c, n)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = mustOpen(t, dir, testOpts(t, 128<<10, codec.LZ4))
+	defer s.Close()
+	st := s.Stats()
+	if st.Files != n {
+		t.Fatalf("%d files in the index, want %d", st.Files, n)
+	}
+	for _, i := range []int{0, 299, n - 1} {
+		f := openFile(t, s, fmt.Sprintf("f%03d", i))
+		checkContent(t, f, compressible(100+i, i))
+		f.Close()
+	}
 }
