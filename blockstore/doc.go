@@ -34,7 +34,12 @@
 //   - Commit group: one run of the commit pipeline over a set of files:
 //     write out their dirty blocks, fdatasync the touched backing files,
 //     then one bbolt transaction for the whole group, then punch holes over
-//     superseded records.
+//     superseded records. The files' pending records become "committing"
+//     under the file locks; fdatasync and the transaction run without them
+//     (a new record then avoids both the committed and the committing slot).
+//   - Write step: a large WriteAt is applied in block-aligned steps of at
+//     most DirtyLimit/4 (8 MiB); a crash may keep a prefix of the write in
+//     whole blocks, never part of one block's update.
 //   - Index: the bbolt database in .accelfs/index.db (files, blocks,
 //     aggregate stats). It is a cache of what the records say and can be
 //     rebuilt from the backing files (RebuildIndex).
