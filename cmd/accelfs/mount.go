@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
@@ -36,6 +37,7 @@ func mountCommand(args []string) *cli.Command {
 		&cli.StringFlag{Name: "log", Usage: "log file of the background server (default BACKING/.accelfs/mount.log)"},
 		&cli.BoolFlag{Name: "debug", Usage: "log every FUSE request"},
 		&cli.IntFlag{Name: "notify-fd", Hidden: true, Usage: "internal: fd on which the server reports readiness to its parent"},
+		&cli.StringFlag{Name: "cpuprofile", Hidden: true, Usage: "diagnostics: write a CPU profile of the server to this file"},
 	)
 	return &cli.Command{
 		Name:      "mount",
@@ -177,6 +179,16 @@ func serve(c *cli.Context, backing, mnt string) (err error) {
 	}
 	defer closeLog()
 	slog.SetDefault(logger) // the engine and the store log through it too
+	if p := c.String("cpuprofile"); p != "" {
+		f, err := os.Create(p)
+		if err != nil {
+			return err
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer func() { pprof.StopCPUProfile(); f.Close() }()
+	}
 
 	sopts, err := storeOptions(c)
 	if err != nil {
