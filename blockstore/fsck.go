@@ -704,5 +704,8 @@ func RebuildIndex(backingDir string, opts *Options) (*FsckReport, error) {
 		return nil, err
 	}
 	defer s.Close()
+	if s.rebuiltAtOpen != nil {
+		return s.rebuiltAtOpen, nil // Open found no index and rebuilt it
+	}
 	return s.Fsck(FsckOptions{Rebuild: true})
 }

@@ -209,11 +209,11 @@ func (c *statCounters) add(d *statCounters) {
 	}
 }
 
-// initIndex creates the buckets of a new index and checks the version of an
-// existing one.
-func initIndex(db *bolt.DB) (statCounters, error) {
-	var st statCounters
-	err := db.Update(func(tx *bolt.Tx) error {
+// initIndex creates the buckets of a new index (fresh) and checks the
+// version of an existing one.
+func initIndex(db *bolt.DB) (st statCounters, fresh bool, err error) {
+	err = db.Update(func(tx *bolt.Tx) error {
+		fresh = tx.Bucket(bucketMeta) == nil
 		meta, err := tx.CreateBucketIfNotExists(bucketMeta)
 		if err != nil {
 			return err
@@ -244,5 +244,5 @@ func initIndex(db *bolt.DB) (statCounters, error) {
 		}
 		return meta.Put(keyStats, st.marshal())
 	})
-	return st, err
+	return st, fresh, err
 }

@@ -304,3 +304,33 @@ func TestInvariantRebuild(t *testing.T) {
 		s.Close()
 	}
 }
+
+// A store whose index.db was deleted rebuilds it at Open instead of
+// serving empty files (and overwriting the only copy of the data).
+func TestMissingIndexRebuiltAtOpen(t *testing.T) {
+	dir := t.TempDir()
+	o := testOpts(t, 4096, codec.LZ4)
+	s := mustOpen(t, dir, o)
+	f := createFile(t, s, "a")
+	want := compressible(5*4096+3, 4)
+	mustWrite(t, f, want, 0)
+	f.Close()
+	s.Close()
+	if err := os.Remove(filepath.Join(dir, MetaDir, indexName)); err != nil {
+		t.Fatal(err)
+	}
+	s = mustOpen(t, dir, o)
+	defer s.Close()
+	if s.rebuiltAtOpen == nil || !s.rebuiltAtOpen.Rebuilt {
+		t.Fatal("no rebuild at open")
+	}
+	f = openFile(t, s, "a")
+	checkContent(t, f, want)
+	f.Close()
+	// A brand-new store does not rebuild.
+	s2 := mustOpen(t, t.TempDir(), o)
+	defer s2.Close()
+	if s2.rebuiltAtOpen != nil {
+		t.Fatal("new store rebuilt")
+	}
+}

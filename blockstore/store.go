@@ -125,6 +125,10 @@ type Store struct {
 	// record assembly, record reads); each has capacity bufCap().
 	bufs sync.Pool
 
+	// rebuiltAtOpen is the report of the index rebuild Open ran because
+	// the index was missing (nil otherwise).
+	rebuiltAtOpen *FsckReport
+
 	hooks *testHooks // nil outside tests
 }
 
@@ -244,6 +248,7 @@ func openIndex(meta string, timeout time.Duration) (*bolt.DB, error) {
 func openLocked(dir, meta string, db *bolt.DB, o *Options) (*Store, error) {
 	fpath := filepath.Join(meta, formatName)
 	ff, err := readFormatFile(fpath)
+	existing := err == nil
 	switch {
 	case errors.Is(err, os.ErrNotExist):
 		bs := o.BlockSize
@@ -278,7 +283,7 @@ func openLocked(dir, meta string, db *bolt.DB, o *Options) (*Store, error) {
 	if level, err = codec.NormalizeLevel(algo, level); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
-	stats, err := initIndex(db)
+	stats, fresh, err := initIndex(db)
 	if err != nil {
 		return nil, fmt.Errorf("index %s: %w", db.Path(), err)
 	}
@@ -318,6 +323,18 @@ func openLocked(dir, meta string, db *bolt.DB, o *Options) (*Store, error) {
 	interval := o.CommitInterval
 	if interval == 0 {
 		interval = 5 * time.Second
+	}
+	if fresh && existing {
+		// The store existed but its index did not (deleted, or moved aside
+		// by RebuildIndex): serving files from an empty index would show
+		// them empty and let new records overwrite the only copy of the
+		// data. Rebuild it from the backing files first.
+		s.log.Warn("blockstore: the store has no index, rebuilding it from the backing files", "store", dir)
+		rep, err := s.Fsck(FsckOptions{Rebuild: true})
+		if err != nil {
+			return nil, fmt.Errorf("rebuild missing index: %w", err) // Open closes db
+		}
+		s.rebuiltAtOpen = rep
 	}
 	s.wg.Add(1)
 	go s.flusher(interval)
