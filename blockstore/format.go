@@ -63,7 +63,9 @@ func (h *fileHeader) marshal() []byte {
 	binary.LittleEndian.PutUint32(b[12:], h.BlockSize)
 	copy(b[16:32], h.ID[:])
 	binary.LittleEndian.PutUint32(b[32:], crc32c(b[0:32]))
-	copy(b[40:], marshalSizeHint(h.SizeHint, h.SizeGen))
+	if h.SizeHint >= 0 {
+		copy(b[40:], marshalSizeHint(h.SizeHint, h.SizeGen))
+	} // else: no hint yet (zeros, which fail the hint's checksum)
 	return b
 }
 

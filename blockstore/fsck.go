@@ -506,6 +506,12 @@ func (s *Store) scanRecords(bf *backingFile, fn func(block int64, l loc, off int
 		return
 	}
 	defer f.Close()
+	s.scanFile(f, bf.size, fn)
+}
+
+// scanFile is scanRecords on an open backing file of the given size. It only
+// uses pread and lseek(SEEK_DATA).
+func (s *Store) scanFile(f *os.File, size int64, fn func(block int64, l loc, off int64, h *recordHeader, err error)) {
 	fd := int(f.Fd())
 	hb := make([]byte, RecordHeaderSize)
 	check := func(block int64, l loc, off int64) {
@@ -526,7 +532,7 @@ func (s *Store) scanRecords(bf *backingFile, fn func(block int64, l loc, off int
 	check(0, locInline, inlineOffset)
 	ss := slotSize(s.bs)
 	pos := int64(dataStart)
-	for pos < bf.size {
+	for pos < size {
 		d, err := unix.Seek(fd, pos, unix.SEEK_DATA)
 		if err != nil {
 			return // ENXIO: no more data
@@ -558,6 +564,62 @@ func punchPath(path string, off, n int64) (int64, error) {
 	return n, nil
 }
 
+// rebuildFile reconstructs one file's index state from its records: for
+// each block the fully valid record (header, payload, decode, data
+// checksum) with the highest generation; the size from the header's size
+// hint when valid (records past it are dropped), else the end of the last
+// record. others lists the records left out.
+func (s *Store) rebuildFile(id FileID, hdr fileHeader, f *os.File, fsize int64, path string) (fileVal, map[int64]entry, []FsckItem, error) {
+	bs := int64(s.bs)
+	best := map[int64]entry{}
+	var others []FsckItem
+	var cands []*fetched
+	var candOff []int64
+	s.scanFile(f, fsize, func(block int64, l loc, off int64, h *recordHeader, err error) {
+		item := FsckItem{Kind: CleanupUnreferenced, Path: path, FileID: id.String(), Block: block, Offset: block * bs, Length: bs}
+		if err != nil {
+			item.Detail = fmt.Sprintf("unreadable record at offset %d: %v", off, err)
+			others = append(others, item)
+			return
+		}
+		if h.ID != id || h.Block != block || RecordHeaderSize+int(h.StoredLen) > locCapacity(s.bs, l) {
+			item.Detail = fmt.Sprintf("record at offset %d belongs elsewhere (file %s block %d)", off, h.ID, h.Block)
+			others = append(others, item)
+			return
+		}
+		en := entry{Loc: l, Algo: h.Algo, Level: h.Level, RawLen: h.RawLen, StoredLen: h.StoredLen, RawCRC: h.RawCRC, StoredCRC: h.StoredCRC, Gen: h.Gen}
+		cands = append(cands, &fetched{block: block, en: en})
+		candOff = append(candOff, off)
+	})
+	e := &inode{s: s, id: id, f: f, path: path}
+	for i := 0; i < len(cands); i += 32 {
+		if err := e.fetch(context.Background(), cands[i:min(i+32, len(cands))]); err != nil {
+			return fileVal{}, nil, nil, err
+		}
+	}
+	for i, c := range cands {
+		if c.err != nil {
+			others = append(others, FsckItem{Kind: CleanupUnreferenced, Path: path, FileID: id.String(), Block: c.block,
+				Offset: c.block * bs, Length: bs, Detail: fmt.Sprintf("record at offset %d fails verification: %v", candOff[i], c.err)})
+			continue
+		}
+		if old, ok := best[c.block]; !ok || c.en.Gen > old.Gen {
+			best[c.block] = c.en
+		}
+	}
+	size := hdr.SizeHint
+	if size < 0 {
+		size = maxEnd(best, s.bs)
+	}
+	gen := max(maxGen(best)+1, hdr.SizeGen)
+	for b := range best {
+		if b*bs >= size {
+			delete(best, b)
+		}
+	}
+	return fileVal{Size: size, NextGen: gen}, best, others, nil
+}
+
 // rebuild replaces the index with one built from the backing files.
 func (s *Store) rebuild(rep *FsckReport, files map[FileID]*backingFile) error {
 	type built struct {
@@ -566,68 +628,22 @@ func (s *Store) rebuild(rep *FsckReport, files map[FileID]*backingFile) error {
 		entries map[int64]entry
 	}
 	var all []built
-	bs := int64(s.bs)
 	for id, bf := range files {
 		f, err := os.Open(bf.path)
 		if err != nil {
 			return fmt.Errorf("fsck rebuild: %w", err)
 		}
-		best := map[int64]entry{}
-		var others []FsckItem
-		var cands []*fetched
-		var candOff []int64
-		s.scanRecords(bf, func(block int64, l loc, off int64, h *recordHeader, err error) {
-			item := FsckItem{Kind: CleanupUnreferenced, Path: bf.path, FileID: id.String(), Block: block, Offset: block * bs, Length: bs}
-			if err != nil {
-				item.Detail = fmt.Sprintf("unreadable record at offset %d: %v", off, err)
-				others = append(others, item)
-				return
-			}
-			if h.ID != id || h.Block != block || RecordHeaderSize+int(h.StoredLen) > locCapacity(s.bs, l) {
-				item.Detail = fmt.Sprintf("record at offset %d belongs elsewhere (file %s block %d)", off, h.ID, h.Block)
-				others = append(others, item)
-				return
-			}
-			en := entry{Loc: l, Algo: h.Algo, Level: h.Level, RawLen: h.RawLen, StoredLen: h.StoredLen, RawCRC: h.RawCRC, StoredCRC: h.StoredCRC, Gen: h.Gen}
-			cands = append(cands, &fetched{block: block, en: en})
-			candOff = append(candOff, off)
-		})
-		// Verify candidates fully (payload, decode, data checksum).
-		e := &inode{s: s, id: id, f: f, path: bf.path}
-		for i := 0; i < len(cands); i += 32 {
-			part := cands[i:min(i+32, len(cands))]
-			if err := e.fetch(context.Background(), part); err != nil {
-				f.Close()
-				return err
-			}
-		}
+		val, best, others, err := s.rebuildFile(id, bf.hdr, f, bf.size, bf.path)
 		f.Close()
-		for i, c := range cands {
-			if c.err != nil {
-				others = append(others, FsckItem{Kind: CleanupUnreferenced, Path: bf.path, FileID: id.String(), Block: c.block,
-					Offset: c.block * bs, Length: bs, Detail: fmt.Sprintf("record at offset %d fails verification: %v", candOff[i], c.err)})
-				continue
-			}
-			if old, ok := best[c.block]; !ok || c.en.Gen > old.Gen {
-				best[c.block] = c.en
-			}
-		}
-		size := bf.hdr.SizeHint
-		if size < 0 {
-			size = maxEnd(best, s.bs)
-		}
-		gen := max(maxGen(best)+1, bf.hdr.SizeGen)
-		for b := range best {
-			if b*bs >= size {
-				delete(best, b)
-			}
+		if err != nil {
+			return err
 		}
 		rep.Cleanups = append(rep.Cleanups, others...)
 		for _, en := range best {
 			rep.Blocks++
 			rep.BytesVerified += int64(en.RawLen)
 		}
-		all = append(all, built{id: id, val: fileVal{Size: size, NextGen: gen}, entries: best})
+		all = append(all, built{id: id, val: val, entries: best})
 	}
 	var st statCounters
 	err := s.update(func(tx *bolt.Tx) error {

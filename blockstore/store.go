@@ -579,7 +579,7 @@ func (s *Store) InitFile(f *os.File) error {
 }
 
 func (s *Store) initHeader(f *os.File) error {
-	h := fileHeader{Version: FormatVersion, BlockSize: uint32(s.bs)}
+	h := fileHeader{Version: FormatVersion, BlockSize: uint32(s.bs), SizeHint: -1}
 	if _, err := rand.Read(h.ID[:]); err != nil {
 		return err
 	}
@@ -631,7 +631,7 @@ func (s *Store) acquire(f *os.File) (*inode, error) {
 	}
 	s.mu.Unlock()
 	// Load outside s.mu; another opener may race us: the first insert wins.
-	e, err := s.loadInode(h.ID, f)
+	e, err := s.loadInode(h, f, fi.Size())
 	if err != nil {
 		return nil, err
 	}
@@ -650,8 +650,74 @@ func (s *Store) acquire(f *os.File) (*inode, error) {
 	return e, nil
 }
 
-// loadInode reads a file's committed state from the index.
-func (s *Store) loadInode(id FileID, f *os.File) (*inode, error) {
+// loadInode reads a file's committed state from the index. A backing file
+// with records but no files entry in the index (a crash before the file's
+// first commit, or an index older than the file) has its records adopted
+// into the index first (adoptRecords), so they can never be overwritten by
+// new writes as if the file were empty.
+func (s *Store) loadInode(h fileHeader, f *os.File, fsize int64) (*inode, error) {
+	e, err := s.loadIndexed(h.ID, f)
+	if err != nil || e.known || fsize <= FileHeaderSize {
+		return e, err
+	}
+	return s.adoptRecords(e, h, fsize)
+}
+
+// adoptRecords rebuilds the index state of e (which has no files entry) from
+// its records, makes them durable and commits them.
+func (s *Store) adoptRecords(e *inode, h fileHeader, fsize int64) (*inode, error) {
+	s.commitMu.Lock()
+	defer s.commitMu.Unlock()
+	val, best, _, err := s.rebuildFile(e.id, h, e.f, fsize, e.path)
+	if err != nil {
+		return nil, err
+	}
+	if len(best) == 0 && val.Size == 0 {
+		return e, nil
+	}
+	if err := unix.Fdatasync(int(e.f.Fd())); err != nil {
+		return nil, fmt.Errorf("%s: fdatasync: %w", e.path, ioErr(err))
+	}
+	var d statCounters
+	adopted := false
+	err = s.update(func(tx *bolt.Tx) error {
+		d, adopted = statCounters{}, false
+		files, blocks := tx.Bucket(bucketFiles), tx.Bucket(bucketBlocks)
+		if files.Get(e.id[:]) != nil {
+			return nil // another opener adopted them meanwhile
+		}
+		adopted = true
+		if err := files.Put(e.id[:], val.marshal()); err != nil {
+			return err
+		}
+		d.Files++
+		d.addSize(0, val.Size, s.bs)
+		for b, en := range best {
+			if err := blocks.Put(blockKey(e.id, b), en.marshal()); err != nil {
+				return err
+			}
+			d.addEntry(&en, 1)
+		}
+		st := s.committedStats()
+		st.add(&d)
+		return tx.Bucket(bucketMeta).Put(keyStats, st.marshal())
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%s: adopt records: %w", e.path, err)
+	}
+	if !adopted {
+		return s.loadIndexed(e.id, e.f)
+	}
+	s.addStats(&d)
+	s.log.Warn("blockstore: backing file had records but no index entry; adopted them", "file", e.path, "blocks", len(best), "size", val.Size)
+	e.known = true
+	e.size, e.committedSize, e.nextGen = val.Size, val.Size, val.NextGen
+	e.committed = best
+	return e, nil
+}
+
+// loadIndexed reads a file's committed state from the index.
+func (s *Store) loadIndexed(id FileID, f *os.File) (*inode, error) {
 	e := &inode{s: s, id: id, f: f, path: f.Name(),
 		committed: make(map[int64]entry), pending: make(map[int64]entry), dirty: make(map[int64][]byte)}
 	err := s.view(func(tx *bolt.Tx) error {
