@@ -351,6 +351,10 @@ func TestAdoptUnindexedRecords(t *testing.T) {
 	}
 	s.abandon()
 	s = mustOpen(t, dir, o)
+	bf := mustOpenRW(t, filepath.Join(dir, "a"))
+	if sz, _, err := s.StatFile(bf); err != nil || sz != int64(len(want)) {
+		t.Fatalf("StatFile before adopt: %d %v", sz, err)
+	}
 	f = openFile(t, s, "a")
 	if f.Size() != int64(len(want)) {
 		t.Fatalf("size %d after adopt, want %d", f.Size(), len(want))

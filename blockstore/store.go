@@ -805,11 +805,13 @@ func (s *Store) StatFile(f *os.File) (logicalSize int64, diskBytes int64, err er
 		return e.size, du, nil
 	}
 	var size int64
+	indexed := false
 	err = s.view(func(tx *bolt.Tx) error {
 		v := tx.Bucket(bucketFiles).Get(h.ID[:])
 		if v == nil {
 			return nil
 		}
+		indexed = true
 		fv, err := parseFileVal(v)
 		if err != nil {
 			return fmt.Errorf("%s: %w", f.Name(), err)
@@ -817,6 +819,15 @@ func (s *Store) StatFile(f *os.File) (logicalSize int64, diskBytes int64, err er
 		size = fv.Size
 		return nil
 	})
+	if err == nil && !indexed && fi.Size() > FileHeaderSize {
+		// Records the index does not know yet (OpenFile adopts them): report
+		// the size they give, as the next open will.
+		val, _, _, rerr := s.rebuildFile(h.ID, h, f, fi.Size(), f.Name())
+		if rerr != nil {
+			return 0, 0, rerr
+		}
+		size = val.Size
+	}
 	return size, du, err
 }
 
