@@ -3,10 +3,13 @@ package blockstore
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/accelfs/accelfs/codec"
 )
@@ -380,5 +383,34 @@ func TestAdoptUnindexedRecords(t *testing.T) {
 	rep, err := s.Fsck(FsckOptions{})
 	if err != nil || !rep.Clean() {
 		t.Fatalf("fsck: %v %v", err, rep)
+	}
+}
+
+// TestLockChild is the child side of TestLockAcrossProcesses.
+func TestLockChild(t *testing.T) {
+	dir := os.Getenv("ACCELFS_LOCK_DIR")
+	if dir == "" {
+		t.Skip("child of TestLockAcrossProcesses only")
+	}
+	_, err := Open(dir, &Options{LockTimeout: 50 * time.Millisecond, Logger: testLogger(t)})
+	fmt.Printf("locked=%v err=%v\n", errors.Is(err, ErrLocked), err)
+	os.Exit(0)
+}
+
+// Invariant 7 across processes: a second process cannot open the store and
+// is told which pid holds it.
+func TestLockAcrossProcesses(t *testing.T) {
+	dir := t.TempDir()
+	s := mustOpen(t, dir, testOpts(t, 4096, codec.LZ4))
+	defer s.Close()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestLockChild$", "-test.count=1")
+	cmd.Env = append(os.Environ(), "ACCELFS_LOCK_DIR="+dir)
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("child: %v\n%s", err, out)
+	}
+	want := fmt.Sprintf("pid %d", os.Getpid())
+	if !strings.Contains(string(out), "locked=true") || !strings.Contains(string(out), want) {
+		t.Fatalf("child output %q, want ErrLocked naming %q", out, want)
 	}
 }
