@@ -2,6 +2,7 @@ package blockstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	bolt "go.etcd.io/bbolt"
@@ -23,6 +24,13 @@ import (
 // inline one for block 0, so a block whose two slots are both busy stays dirty
 // until the commit ends).
 func (s *Store) commit(ctx context.Context, only *inode) error {
+	return s.commitGroup(ctx, only, false)
+}
+
+// commitGroup is commit; background says that no caller waits for the
+// result (the interval commit): a failure that concerns a file's data is
+// then kept in the file's wbErr for its next Sync, Flush or Close.
+func (s *Store) commitGroup(ctx context.Context, only *inode, background bool) error {
 	s.commitMu.Lock()
 	defer s.commitMu.Unlock()
 	var group []*inode
@@ -93,6 +101,13 @@ func (s *Store) commit(ctx context.Context, only *inode) error {
 				return err
 			}
 		}
+		if e.resync {
+			if err := e.resyncPending(); err != nil {
+				unlockAll()
+				return err
+			}
+			e.resync = false
+		}
 		work = append(work, snap{e: e})
 	}
 	for i := range work {
@@ -110,9 +125,11 @@ func (s *Store) commit(ctx context.Context, only *inode) error {
 	}
 	unlockAll()
 	// Phase B: durability of the records, then the index transaction.
+	var failed *inode // the file whose size-hint write or fdatasync failed
 	err := func() error {
 		for _, sn := range work {
 			e := sn.e
+			failed = e
 			if sn.sizeHint {
 				if err := s.hooks.inject("write", e.path); err != nil {
 					return fmt.Errorf("%s: write size hint: %w", e.path, ioErr(err))
@@ -132,6 +149,7 @@ func (s *Store) commit(ctx context.Context, only *inode) error {
 				s.hooks.add("sync " + e.path) // recorded once durable
 			}
 		}
+		failed = nil
 		var d statCounters
 		s.hooks.add("tx")
 		err := s.update(func(tx *bolt.Tx) error {
@@ -203,6 +221,14 @@ func (s *Store) commit(ctx context.Context, only *inode) error {
 			e.committing = nil
 			if sn.sync {
 				e.touched = true
+			}
+			if e == failed {
+				e.resync = true
+				if background {
+					// Nobody waits for this commit: the file's next
+					// Sync/Flush/Close reports it.
+					e.wbErr = errors.Join(e.wbErr, err)
+				}
 			}
 		}
 		return err

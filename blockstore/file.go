@@ -39,6 +39,18 @@ type inode struct {
 	known         bool   // the index has a files entry for id
 	unlinked      bool   // the last name is gone: drop the index entries at the last Close
 	touched       bool   // records written since the last fdatasync
+	// resync is set when a write of the size hint or an fdatasync of f
+	// failed. After a failed fdatasync the kernel may have dropped the dirty
+	// pages of the records written since the last successful one without
+	// writing them, and a second fdatasync does not report that again
+	// (errseq). So the next commit reads every pending record back,
+	// verifies it and writes it again before it fdatasyncs (resyncPending).
+	resync bool
+	// wbErr is a failure no caller of this file has seen yet: a failed
+	// size-hint write or fdatasync of f in the interval commit (nobody
+	// waits for it), or a record resyncPending found lost. The next Sync,
+	// Flush or Close of the file reports it once.
+	wbErr error
 	// committed is the block map as in the committed index. It changes only
 	// in commit, which also holds Store.commitMu (so commit may read it
 	// without mu).
@@ -411,6 +423,72 @@ func (e *inode) makeHole(b int64) {
 	} else {
 		delete(e.pending, b)
 	}
+}
+
+// takeWBErr returns and clears the pending background error. Caller holds
+// mu exclusively.
+func (e *inode) takeWBErr() error {
+	err := e.wbErr
+	e.wbErr = nil
+	return err
+}
+
+// resyncPending writes every pending record of e again, after reading it
+// back and verifying it, so that the next fdatasync really writes it (see
+// inode.resync). A record that no longer reads back intact is lost: its
+// pending entry is dropped (the block reads as its committed version again)
+// and the loss is recorded in wbErr. Caller holds mu exclusively; no commit
+// is in flight (Store.commitMu held, committing nil).
+func (e *inode) resyncPending() error {
+	s := e.s
+	blocks := make([]int64, 0, len(e.pending))
+	for b, p := range e.pending {
+		if p.Loc != locNone {
+			blocks = append(blocks, b)
+		}
+	}
+	sort.Slice(blocks, func(i, j int) bool { return blocks[i] < blocks[j] })
+	rec := s.getBuf()
+	defer s.putBuf(rec)
+	for _, b := range blocks {
+		p := e.pending[b]
+		off, _ := locOffset(s.bs, b, p.Loc) // written by us: valid
+		rec = rec[:p.recordLen()]
+		n, err := e.f.ReadAt(rec, off)
+		if n < len(rec) && err != nil && !errors.Is(err, io.EOF) {
+			return fmt.Errorf("%s: block %d: read back after a failed fdatasync: %w", e.path, b, ioErr(err))
+		}
+		if n == len(rec) {
+			var h recordHeader
+			h, err = parseRecordHeader(rec, s.bs)
+			if err == nil {
+				err = e.matches(&h, b, &p)
+			}
+			if err == nil {
+				err = verifyRecordPayload(&h, rec[RecordHeaderSize:])
+			}
+		} else {
+			err = fmt.Errorf("%w: record truncated (%d of %d bytes)", ErrCorrupt, n, len(rec))
+		}
+		if err != nil {
+			lost := e.corrupt(b, fmt.Errorf("record written before a failed fdatasync is lost: %w", err))
+			e.wbErr = errors.Join(e.wbErr, lost)
+			if com, _ := e.busy(b); p.Loc != com {
+				e.punch(b, p.Loc)
+			}
+			delete(e.pending, b)
+			continue
+		}
+		if err := s.hooks.inject("write", e.path); err != nil {
+			return fmt.Errorf("%s: rewrite block %d: %w", e.path, b, ioErr(err))
+		}
+		if _, err := e.f.WriteAt(rec, off); err != nil {
+			return fmt.Errorf("%s: rewrite block %d: %w", e.path, b, ioErr(err))
+		}
+		s.hooks.add("write " + e.path)
+	}
+	e.touched = true
+	return nil
 }
 
 // dropDirty forgets dirty block b (if any).

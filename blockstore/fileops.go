@@ -34,7 +34,9 @@ func (f *File) ID() FileID { return f.e.id }
 
 // Flush writes the dirty blocks of the file to its backing file. It does
 // not commit: the records become part of the index at the next commit
-// (commit interval, Sync, Store.Close), which a crash before it loses.
+// (commit interval, Sync, Store.Close), which a crash before it loses. It
+// reports (once) a failure of an earlier background commit that concerned
+// this file's data.
 func (f *File) Flush() error {
 	if err := f.check(); err != nil {
 		return err
@@ -45,22 +47,36 @@ func (f *File) Flush() error {
 	if e.closed {
 		return fmt.Errorf("%s: %w", e.path, ErrClosed)
 	}
-	if len(e.dirty) == 0 {
-		return nil
+	var err error
+	if len(e.dirty) > 0 {
+		err = e.writeOut(context.Background(), e.dirtyList())
 	}
-	return e.writeOut(context.Background(), e.dirtyList())
+	if werr := e.takeWBErr(); werr != nil && err == nil {
+		err = werr
+	}
+	return err
 }
 
-// Sync returns when the file's data and its index entries are durable.
+// Sync returns when the file's data and its index entries are durable. It
+// also reports (once) a failure of an earlier background commit that
+// concerned this file's data, even when this commit succeeded.
 func (f *File) Sync() error {
 	if err := f.check(); err != nil {
 		return err
 	}
-	return f.e.s.commit(context.Background(), f.e)
+	e := f.e
+	err := e.s.commit(context.Background(), e)
+	e.mu.Lock()
+	if werr := e.takeWBErr(); werr != nil && err == nil {
+		err = werr
+	}
+	e.mu.Unlock()
+	return err
 }
 
 // Close drops this handle's reference. The dirty blocks are written out; the
-// last close of an unlinked file drops its index entries.
+// last close of an unlinked file drops its index entries. Like Flush, it
+// reports (once) a failure of an earlier background commit of this file.
 func (f *File) Close() error {
 	if !f.closed.CompareAndSwap(false, true) {
 		return nil
@@ -70,6 +86,9 @@ func (f *File) Close() error {
 	var err error
 	if !e.closed && len(e.dirty) > 0 && !e.unlinked {
 		err = e.writeOut(context.Background(), e.dirtyList())
+	}
+	if werr := e.takeWBErr(); werr != nil && err == nil && !e.unlinked {
+		err = werr
 	}
 	e.mu.Unlock()
 	s.mu.Lock()

@@ -447,7 +447,7 @@ func (s *Store) flusher(interval time.Duration) {
 }
 
 func (s *Store) backgroundCommit() {
-	if err := s.commit(context.Background(), nil); err != nil {
+	if err := s.commitGroup(context.Background(), nil, true); err != nil {
 		s.commitErr.Add(1)
 		s.log.Error("blockstore: background commit failed", "store", s.dir, "err", err)
 	}
