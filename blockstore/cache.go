@@ -7,7 +7,8 @@ import (
 )
 
 // cacheKey names one version of one block: a new version has a new
-// generation, so stale entries are never found, only aged out.
+// generation, so stale entries are normally never found, only aged out.
+// A generation can be reused (see put), so put replaces.
 type cacheKey struct {
 	id    FileID
 	block int64
@@ -56,16 +57,24 @@ func (c *blockCache) has(k cacheKey) bool {
 	return ok
 }
 
-// put inserts data (which the cache now owns and nobody may modify).
+// put inserts data (which the cache now owns and nobody may modify),
+// replacing what k held: a generation can be used again (an uncommitted
+// record dropped, then the file reopened with NextGen from the index), and
+// the caller's data is the current version's (the record just written or
+// read).
 func (c *blockCache) put(k cacheKey, data []byte) {
 	sz := int64(cap(data))
-	if c.limit <= 0 || sz > c.limit {
+	if c.limit <= 0 {
 		return
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if el, ok := c.items[k]; ok {
-		c.lru.MoveToFront(el)
+		c.lru.Remove(el)
+		delete(c.items, k)
+		c.bytes -= int64(cap(el.Value.(*cacheItem).data))
+	}
+	if sz > c.limit {
 		return
 	}
 	c.items[k] = c.lru.PushFront(&cacheItem{key: k, data: data})
