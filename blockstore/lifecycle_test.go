@@ -102,6 +102,11 @@ func TestUnlinkDropsEntriesAtLastClose(t *testing.T) {
 	if st := s.Stats(); st.Files != 1 || st.LogicalBytes != 5000 {
 		t.Fatalf("after unlink of a closed file: %+v", st)
 	}
+	// The stats in the index changed with the entries (same transaction).
+	rep, err = s.Fsck(FsckOptions{})
+	if err != nil || !rep.Clean() || len(rep.Cleanups) != 0 {
+		t.Fatalf("fsck after unlink of a closed file: %v %v", err, rep)
+	}
 }
 
 // A crash between unlink and the last close leaves orphan entries; fsck
@@ -378,5 +383,48 @@ func TestGroupCommitManySmallFiles(t *testing.T) {
 		f := openFile(t, s, fmt.Sprintf("f%03d", i))
 		checkContent(t, f, compressible(100+i, i))
 		f.Close()
+	}
+}
+
+// Unlinked racing with the last Close of a file with nothing to commit: the
+// Close releases the entry (closing it) after Unlinked found it in the
+// open-file table. The index entries must still be dropped, without error.
+func TestUnlinkRacesLastClose(t *testing.T) {
+	dir := t.TempDir()
+	s := mustOpen(t, dir, testOpts(t, 4096, codec.LZ4))
+	defer s.Close()
+	f := createFile(t, s, "gone")
+	mustWrite(t, f, compressible(9000, 2), 0)
+	if err := f.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "gone")
+	held, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	os.Remove(path)
+	e := f.e
+	e.mu.Lock() // Unlinked finds e in the table, then waits for e.mu
+	done := make(chan error, 1)
+	go func() { done <- s.Unlinked(held) }()
+	time.Sleep(100 * time.Millisecond)
+	// Meanwhile the last Close: refs to 0, nothing to commit, released.
+	f.closed.Store(true)
+	s.mu.Lock()
+	e.refs--
+	s.mu.Unlock()
+	s.releaseIdle([]*inode{e})
+	e.mu.Unlock()
+	if err := <-done; err != nil {
+		t.Fatalf("Unlinked: %v", err)
+	}
+	if st := s.Stats(); st.Files != 0 || st.LogicalBytes != 0 {
+		t.Fatalf("entries not dropped: %+v", st)
+	}
+	rep, err := s.Fsck(FsckOptions{})
+	if err != nil || !rep.Clean() || len(rep.Cleanups) != 0 {
+		t.Fatalf("fsck: %v %v", err, rep)
 	}
 }

@@ -854,24 +854,42 @@ func (s *Store) Unlinked(f *os.File) error {
 	if e, ok := s.files[h.ID]; ok {
 		s.mu.Unlock()
 		e.mu.Lock()
-		e.unlinked = true
-		e.mu.Unlock()
-		s.mu.Lock()
-		last := e.refs == 0
-		s.mu.Unlock()
-		if last {
-			return s.commit(context.Background(), e)
+		released := e.closed // its last handle went meanwhile (releaseIdle)
+		if !released {
+			e.unlinked = true
 		}
-		return nil
+		e.mu.Unlock()
+		if !released {
+			s.mu.Lock()
+			last := e.refs == 0
+			s.mu.Unlock()
+			if !last {
+				return nil
+			}
+			err := s.commit(context.Background(), e)
+			if errors.Is(err, ErrClosed) && !s.isClosed() {
+				// The last Close committed the drop first and released
+				// the entry (an unlinked inode is released only once its
+				// entries are gone).
+				return nil
+			}
+			return err
+		}
+	} else {
+		s.mu.Unlock()
 	}
-	s.mu.Unlock()
 	// Not open: drop the entries now.
 	s.commitMu.Lock()
 	defer s.commitMu.Unlock()
 	var d statCounters
 	err = s.update(func(tx *bolt.Tx) error {
 		d = statCounters{}
-		return dropFileTx(tx, h.ID, s.bs, &d)
+		if err := dropFileTx(tx, h.ID, s.bs, &d); err != nil {
+			return err
+		}
+		st := s.committedStats()
+		st.add(&d)
+		return tx.Bucket(bucketMeta).Put(keyStats, st.marshal())
 	})
 	if err != nil {
 		return fmt.Errorf("%s: drop index entries: %w", f.Name(), err)
