@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"sort"
 	"strconv"
 	"strings"
@@ -221,12 +222,27 @@ func Open(backingDir string, opts *Options) (*Store, error) {
 }
 
 // openIndex opens the bbolt index, taking its flock (the store lock).
-func openIndex(meta string, timeout time.Duration) (*bolt.DB, error) {
+//
+// The freelist is synced (bbolt's default): with NoFreelistSync, Open
+// rebuilds the freelist by walking every page in a goroutine of its own,
+// where a damaged page panics beyond any recover and kills the process.
+// Panics (and memory faults) of bbolt in this goroutine become ErrCorrupt.
+func openIndex(meta string, timeout time.Duration) (db *bolt.DB, err error) {
 	if timeout <= 0 {
 		timeout = 200 * time.Millisecond
 	}
 	path := filepath.Join(meta, indexName)
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: timeout, FreelistType: bolt.FreelistMapType, NoFreelistSync: true})
+	err = guardIndex(path, func() error {
+		var oerr error
+		db, oerr = bolt.Open(path, 0o600, &bolt.Options{Timeout: timeout, FreelistType: bolt.FreelistMapType})
+		return oerr
+	})
+	if errors.Is(err, ErrCorrupt) {
+		if db != nil {
+			db.Close()
+		}
+		return nil, fmt.Errorf("%w; rebuild it with fsck --rebuild", err)
+	}
 	if err == nil {
 		return db, nil
 	}
@@ -283,7 +299,13 @@ func openLocked(dir, meta string, db *bolt.DB, o *Options) (*Store, error) {
 	if level, err = codec.NormalizeLevel(algo, level); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
-	stats, fresh, err := initIndex(db)
+	var stats statCounters
+	var fresh bool
+	err = guardIndex(db.Path(), func() error {
+		var ierr error
+		stats, fresh, ierr = initIndex(db)
+		return ierr
+	})
 	if err != nil {
 		return nil, fmt.Errorf("index %s: %w", db.Path(), err)
 	}
@@ -753,25 +775,28 @@ func (s *Store) loadIndexed(id FileID, f *os.File) (*inode, error) {
 	return e, nil
 }
 
-// view runs fn in a read transaction; a panic inside bbolt (which it raises
-// on some corrupt pages) becomes ErrCorrupt.
-func (s *Store) view(fn func(*bolt.Tx) error) (err error) {
+// guardIndex runs fn, turning a panic inside bbolt (which it raises on
+// damaged pages) or a memory fault on its mmap (a page id past the mapped
+// file) into ErrCorrupt naming the index at path.
+func guardIndex(path string, fn func() error) (err error) {
+	old := debug.SetPanicOnFault(true)
 	defer func() {
+		debug.SetPanicOnFault(old)
 		if r := recover(); r != nil {
-			err = fmt.Errorf("%w: index %s: %v", ErrCorrupt, s.db.Path(), r)
+			err = fmt.Errorf("%w: index %s: %v", ErrCorrupt, path, r)
 		}
 	}()
-	return s.db.View(fn)
+	return fn()
 }
 
-// update runs fn in a write transaction, with the same panic conversion.
-func (s *Store) update(fn func(*bolt.Tx) error) (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("%w: index %s: %v", ErrCorrupt, s.db.Path(), r)
-		}
-	}()
-	return s.db.Update(fn)
+// view runs fn in a read transaction (guarded like guardIndex).
+func (s *Store) view(fn func(*bolt.Tx) error) error {
+	return guardIndex(s.db.Path(), func() error { return s.db.View(fn) })
+}
+
+// update runs fn in a write transaction (guarded like guardIndex).
+func (s *Store) update(fn func(*bolt.Tx) error) error {
+	return guardIndex(s.db.Path(), func() error { return s.db.Update(fn) })
 }
 
 // StatFile returns the logical size and disk usage of backing file f,
