@@ -37,6 +37,9 @@
 //     superseded records. The files' pending records become "committing"
 //     under the file locks; fdatasync and the transaction run without them
 //     (a new record then avoids both the committed and the committing slot).
+//     After a failed fdatasync the file's next commit rewrites its pending
+//     records (read back and verified) before fdatasyncing again; a failed
+//     interval commit is reported by the file's next Sync, Flush or Close.
 //   - Write step: a large WriteAt is applied in block-aligned steps of at
 //     most DirtyLimit/4 (8 MiB); a crash may keep a prefix of the write in
 //     whole blocks, never part of one block's update.

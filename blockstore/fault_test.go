@@ -174,14 +174,9 @@ func TestFaultBackgroundErrorFlush(t *testing.T) {
 	if err := f.Flush(); err != nil {
 		t.Fatalf("second Flush: %v", err)
 	}
-	s.hooks.fail = func(o, path string) error {
-		if o == "sync" {
-			return syscall.ENOSPC
-		}
-		return nil
-	}
+	fail.Store(true)
 	s.backgroundCommit()
-	s.hooks.fail = nil
+	fail.Store(false)
 	if err := f.Close(); !errors.Is(err, ErrNoSpace) {
 		t.Fatalf("Close after a failed background commit: %v, want ErrNoSpace", err)
 	}

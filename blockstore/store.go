@@ -84,7 +84,9 @@ const maxClosedPending = 256
 //
 //	Store.commitMu -> inode.mu (several: in ascending file ID order) -> Store.mu -> blockCache.mu, budget.mu
 //
-// No lock is held while waiting for dirty budget.
+// Store.statsMu and testHooks.mu are leaves (nothing is taken while they are
+// held); statsMu is read inside index transactions. No lock is held while
+// waiting for dirty budget.
 type Store struct {
 	dir        string // backing directory
 	meta       string // dir/.accelfs
@@ -426,14 +428,18 @@ func (s *Store) abandon() {
 	s.commitMu.Lock()
 	defer s.commitMu.Unlock()
 	s.mu.Lock()
+	inodes := make([]*inode, 0, len(s.files))
 	for _, e := range s.files {
+		inodes = append(inodes, e)
+	}
+	s.files = nil
+	s.mu.Unlock()
+	for _, e := range inodes { // inode.mu after Store.mu is released (lock order)
 		e.mu.Lock()
 		e.closed = true
 		e.f.Close()
 		e.mu.Unlock()
 	}
-	s.files = nil
-	s.mu.Unlock()
 	s.db.Close()
 }
 
