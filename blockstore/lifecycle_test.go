@@ -428,3 +428,23 @@ func TestUnlinkRacesLastClose(t *testing.T) {
 		t.Fatalf("fsck: %v %v", err, rep)
 	}
 }
+
+// Concurrent Store.Close calls: one closes, the others return nil (no
+// double close of the flusher's stop channel).
+func TestConcurrentStoreClose(t *testing.T) {
+	s := mustOpen(t, t.TempDir(), testOpts(t, 4096, codec.LZ4))
+	f := createFile(t, s, "a")
+	mustWrite(t, f, compressible(3*4096, 1), 0)
+	errs := make(chan error, 4)
+	for range 4 {
+		go func() { errs <- s.Close() }()
+	}
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := f.ReadAt(make([]byte, 1), 0); !errors.Is(err, ErrClosed) {
+		t.Fatalf("ReadAt after Close: %v", err)
+	}
+}

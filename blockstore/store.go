@@ -110,10 +110,11 @@ type Store struct {
 	statsMu sync.Mutex
 	stats   statCounters
 
-	// mu protects files, closed.
-	mu     sync.Mutex
-	files  map[FileID]*inode
-	closed bool
+	// mu protects files, closed, closing.
+	mu      sync.Mutex
+	files   map[FileID]*inode
+	closed  bool
+	closing bool // Close has begun (it sets closed when done)
 
 	commits   atomic.Int64
 	commitErr atomic.Int64 // background commit failures
@@ -372,14 +373,18 @@ func (s *Store) BlockSize() int { return s.bs }
 func (s *Store) Dir() string { return s.dir }
 
 // Close flushes all dirty data, commits, closes every backing file the store
-// owns and the index, and releases the lock. It is idempotent; File methods
-// return ErrClosed afterwards.
+// owns and the index, and releases the lock. It is idempotent (a second
+// call, even a concurrent one, returns nil at once); File methods return
+// ErrClosed afterwards. The caller must have stopped using the store's
+// files: a write that races with Close may be dropped after the final
+// commit.
 func (s *Store) Close() error {
 	s.mu.Lock()
-	if s.closed {
+	if s.closed || s.closing {
 		s.mu.Unlock()
 		return nil
 	}
+	s.closing = true
 	s.mu.Unlock()
 	close(s.stop)
 	s.wg.Wait()
