@@ -237,9 +237,10 @@ func (f *File) PunchHole(off, n int64) error {
 	if off >= end {
 		return nil
 	}
-	// Walk the blocks of the range without materializing huge span lists.
+	// Only blocks with state need work (the others are holes already): one
+	// pass over the maps, not one per block of the range.
 	first, last := off/bs, (end-1)/bs
-	for b := first; b <= last; {
+	for _, b := range e.stateBlocks(first, last) {
 		bStart := b * bs
 		lo := max(off, bStart) - bStart
 		hi := min(end, bStart+bs) - bStart
@@ -250,28 +251,28 @@ func (f *File) PunchHole(off, n int64) error {
 		} else if err := e.zeroRange(b, int(lo), int(hi-lo), &used); err != nil {
 			return err
 		}
-		if b == last {
-			break
-		}
-		b = e.nextStateBlock(b+1, last)
 	}
 	return nil
 }
 
-// nextStateBlock returns the first block >= from that has dirty, pending or
-// committed state, or last when none before it does (blocks without state
-// are holes already).
-func (e *inode) nextStateBlock(from, last int64) int64 {
-	next := last
+// stateBlocks returns, sorted, the blocks in [first, last] that have dirty,
+// pending, committing or committed state. Caller holds mu.
+func (e *inode) stateBlocks(first, last int64) []int64 {
+	set := map[int64]struct{}{}
 	for _, m := range []func(yield func(int64) bool){e.dirtyKeys, e.pendingKeys, e.committingKeys, e.committedKeys} {
 		m(func(b int64) bool {
-			if b >= from && b < next {
-				next = b
+			if b >= first && b <= last {
+				set[b] = struct{}{}
 			}
 			return true
 		})
 	}
-	return next
+	l := make([]int64, 0, len(set))
+	for b := range set {
+		l = append(l, b)
+	}
+	sort.Slice(l, func(i, j int) bool { return l[i] < l[j] })
+	return l
 }
 
 func (e *inode) dirtyKeys(yield func(int64) bool) {

@@ -448,3 +448,38 @@ func TestConcurrentStoreClose(t *testing.T) {
 		t.Fatalf("ReadAt after Close: %v", err)
 	}
 }
+
+// PunchHole over a file with many blocks is linear in the blocks with state,
+// not quadratic (it runs under the file's exclusive lock).
+func TestPunchHoleManyBlocks(t *testing.T) {
+	dir := t.TempDir()
+	s := mustOpen(t, dir, testOpts(t, 4096, codec.LZ4))
+	defer s.abandon() // the entries below are not real records
+	f := createFile(t, s, "a")
+	const n = 40000
+	e := f.e
+	e.mu.Lock()
+	for b := int64(0); b < n; b++ {
+		e.committed[b] = entry{Loc: locSlot0, Algo: codec.LZ4, RawLen: 10, StoredLen: 10, Gen: uint64(b)}
+	}
+	e.size, e.committedSize = n*4096, n*4096
+	e.mu.Unlock()
+	start := time.Now()
+	if err := f.PunchHole(0, n*4096); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Fatalf("PunchHole of %d blocks took %v", n, d)
+	}
+	e.mu.Lock()
+	holes := 0
+	for b := int64(0); b < n; b++ {
+		if p, ok := e.pending[b]; ok && p.Loc == locNone {
+			holes++
+		}
+	}
+	e.mu.Unlock()
+	if holes != n {
+		t.Fatalf("%d blocks made holes, want %d", holes, n)
+	}
+}
