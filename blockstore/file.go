@@ -20,6 +20,10 @@ type inode struct {
 	s    *Store
 	id   FileID
 	path string // backing path as opened (for messages)
+	// fi identifies the backing file (os.SameFile): another file carrying
+	// the same ID is refused, not served through this entry. Set before
+	// the inode is published; immutable.
+	fi os.FileInfo
 
 	// refs is the number of open File handles; guarded by Store.mu.
 	refs int

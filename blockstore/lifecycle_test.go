@@ -483,3 +483,63 @@ func TestPunchHoleManyBlocks(t *testing.T) {
 		t.Fatalf("%d blocks made holes, want %d", holes, n)
 	}
 }
+
+// A copy of a backing file carries the same file ID. While the original is
+// open, opening the copy must not hand out the original's entry (reads and
+// writes through the copy would go to the original's backing file).
+func TestDuplicateIDNotAliased(t *testing.T) {
+	dir := t.TempDir()
+	s := mustOpen(t, dir, testOpts(t, 4096, codec.LZ4))
+	defer s.Close()
+	a := createFile(t, s, "a")
+	v := compressible(3*4096, 1)
+	mustWrite(t, a, v, 0)
+	if err := a.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(filepath.Join(dir, "a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "b"), raw, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	bf, err := os.OpenFile(filepath.Join(dir, "b"), os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, err := s.OpenFile(bf); !errors.Is(err, ErrCorrupt) {
+		if err == nil {
+			mustWrite(t, b, []byte("through the copy"), 0)
+			b.Close()
+		}
+		t.Fatalf("OpenFile of a copy while the original is open: %v, want ErrCorrupt", err)
+	}
+	checkContent(t, a, v)
+	// Removing the copy leaves the original's entries alone.
+	held, err := os.Open(filepath.Join(dir, "b"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	os.Remove(filepath.Join(dir, "b"))
+	if err := s.Unlinked(held); err != nil {
+		t.Fatal(err)
+	}
+	a.e.mu.RLock()
+	unlinked := a.e.unlinked
+	a.e.mu.RUnlock()
+	if unlinked {
+		t.Fatal("unlinking the copy marked the original unlinked")
+	}
+	// A hardlink is the same file: shared.
+	if err := os.Link(filepath.Join(dir, "a"), filepath.Join(dir, "a2")); err != nil {
+		t.Fatal(err)
+	}
+	a2 := openFile(t, s, "a2")
+	if a2.e != a.e {
+		t.Fatal("hardlink not shared")
+	}
+	a2.Close()
+	a.Close()
+}

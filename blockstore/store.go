@@ -657,6 +657,10 @@ func (s *Store) acquire(f *os.File) (*inode, error) {
 		return nil, ErrClosed
 	}
 	if e, ok := s.files[h.ID]; ok {
+		if !os.SameFile(fi, e.fi) {
+			s.mu.Unlock()
+			return nil, dupIDError(f.Name(), e.path, h.ID)
+		}
 		e.refs++
 		s.mu.Unlock()
 		f.Close()
@@ -668,12 +672,16 @@ func (s *Store) acquire(f *os.File) (*inode, error) {
 	if err != nil {
 		return nil, err
 	}
+	e.fi = fi
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		return nil, ErrClosed
 	}
 	if other, ok := s.files[h.ID]; ok {
+		if !os.SameFile(fi, other.fi) {
+			return nil, dupIDError(f.Name(), other.path, h.ID)
+		}
 		other.refs++
 		f.Close()
 		return other, nil
@@ -681,6 +689,14 @@ func (s *Store) acquire(f *os.File) (*inode, error) {
 	e.refs = 1
 	s.files[h.ID] = e
 	return e, nil
+}
+
+// dupIDError is the error for a backing file whose file ID is already open
+// through a different file (not a hardlink): a copy of /backing that did not
+// keep hardlinks, or a file copied inside it. Serving it through the open
+// entry would show (and write) the other file's contents.
+func dupIDError(path, other string, id FileID) error {
+	return fmt.Errorf("%w: %s has the same file ID %s as %s, which is a different file (fsck reports duplicate-id)", ErrCorrupt, path, id, other)
 }
 
 // loadInode reads a file's committed state from the index. A backing file
@@ -835,7 +851,7 @@ func (s *Store) StatFile(f *os.File) (logicalSize int64, diskBytes int64, err er
 	s.mu.Lock()
 	e := s.files[h.ID]
 	s.mu.Unlock()
-	if e != nil {
+	if e != nil && os.SameFile(fi, e.fi) { // else a copy carrying the same ID
 		e.mu.RLock()
 		defer e.mu.RUnlock()
 		return e.size, du, nil
@@ -889,6 +905,11 @@ func (s *Store) Unlinked(f *os.File) error {
 	}
 	if e, ok := s.files[h.ID]; ok {
 		s.mu.Unlock()
+		if !os.SameFile(fi, e.fi) {
+			// A copy carrying the ID of the open file: the entries are
+			// that file's; leave them (fsck reports the duplicate).
+			return nil
+		}
 		e.mu.Lock()
 		released := e.closed // its last handle went meanwhile (releaseIdle)
 		if !released {
