@@ -290,3 +290,35 @@ func TestCorruptIndexPages(t *testing.T) {
 		}()
 	}
 }
+
+// fsck --repair drops only entries whose records are known bad: a record
+// that could not be checked (read error, engine failure) is reported as
+// io-error and left alone, or repair would throw away intact data (and then
+// punch its record as unreferenced).
+func TestFsckRepairKeepsUnreadable(t *testing.T) {
+	dir, path, _ := setupCorrupt(t, codec.Deflate)
+	o := testOpts(t, 4096, codec.Deflate)
+	o.Compressor = lyingCompressor{NewCPUCompressor(1), "engine-error"}
+	s := mustOpen(t, dir, o)
+	rep, err := s.Fsck(FsckOptions{Repair: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Clean() {
+		t.Fatalf("fsck with a failing engine reports nothing: %v", rep)
+	}
+	for _, p := range rep.Problems {
+		if p.Kind != "io-error" || p.Repaired || p.Path != path {
+			t.Fatalf("problem %v, want unrepaired io-error", p)
+		}
+	}
+	s.Close()
+	s = mustOpen(t, dir, testOpts(t, 4096, codec.Deflate))
+	defer s.Close()
+	f := openFile(t, s, "a")
+	checkContent(t, f, compressible(4*4096, 7))
+	f.Close()
+	if rep, err := s.Fsck(FsckOptions{}); err != nil || !rep.Clean() || len(rep.Cleanups) != 0 {
+		t.Fatalf("fsck: %v %v", rep, err)
+	}
+}

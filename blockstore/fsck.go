@@ -39,6 +39,9 @@ const (
 	ProblemDuplicateID = "duplicate-id"  // two different backing files carry the same file ID
 	ProblemStats       = "stats"         // aggregate stats differ from the entries
 	ProblemIndex       = "index"         // the index itself cannot be read
+	// ProblemIO: a referenced record could not be checked (I/O error,
+	// engine failure). Repair leaves it alone: the record may be intact.
+	ProblemIO = "io-error"
 )
 
 // Cleanup kinds: leftovers a crash can legitimately leave; they lose nothing
@@ -301,8 +304,11 @@ func (s *Store) verify(rep *FsckReport, files map[FileID]*backingFile, repair bo
 		bad := s.verifyFile(rep, bf, id, xf)
 		for _, b := range bad {
 			it := &rep.Problems[b.item]
-			it.Repaired = repair
 			it.Offset, it.Length = b.block*bs, min(bs, max(0, xf.val.Size-b.block*bs))
+			if it.Kind == ProblemIO {
+				continue // not known to be bad: never dropped
+			}
+			it.Repaired = repair
 			dropBlocks[id] = append(dropBlocks[id], b.block)
 		}
 	}
@@ -451,7 +457,7 @@ func (s *Store) verifyFile(rep *FsckReport, bf *backingFile, id FileID, xf *inde
 	f, err := os.Open(bf.path)
 	if err != nil {
 		for b := range xf.entries {
-			rep.problem(FsckItem{Kind: ProblemCorrupt, Path: bf.path, FileID: id.String(), Block: b, Detail: err.Error()})
+			rep.problem(FsckItem{Kind: ProblemIO, Path: bf.path, FileID: id.String(), Block: b, Detail: err.Error()})
 			bad = append(bad, badBlock{b, len(rep.Problems) - 1})
 		}
 		return bad
@@ -487,7 +493,11 @@ func (s *Store) verifyFile(rep *FsckReport, bf *backingFile, id FileID, xf *inde
 		}
 		for _, fe := range fs {
 			if fe.err != nil {
-				rep.problem(FsckItem{Kind: ProblemCorrupt, Path: bf.path, FileID: id.String(), Block: fe.block, Detail: fe.err.Error()})
+				kind := ProblemCorrupt
+				if !errors.Is(fe.err, ErrCorrupt) {
+					kind = ProblemIO // read or engine failure: the record may be fine
+				}
+				rep.problem(FsckItem{Kind: kind, Path: bf.path, FileID: id.String(), Block: fe.block, Detail: fe.err.Error()})
 				bad = append(bad, badBlock{fe.block, len(rep.Problems) - 1})
 				continue
 			}
