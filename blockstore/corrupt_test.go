@@ -322,3 +322,19 @@ func TestFsckRepairKeepsUnreadable(t *testing.T) {
 		t.Fatalf("fsck: %v %v", rep, err)
 	}
 }
+
+// fsck --rebuild with records it cannot check (engine failure) fails
+// instead of building an index without those blocks and punching them.
+func TestRebuildKeepsUnreadable(t *testing.T) {
+	dir, _, _ := setupCorrupt(t, codec.Deflate)
+	o := testOpts(t, 4096, codec.Deflate)
+	o.Compressor = lyingCompressor{NewCPUCompressor(1), "engine-error"}
+	if _, err := RebuildIndex(dir, o); err == nil {
+		t.Fatal("rebuild with a failing engine succeeded")
+	}
+	s := mustOpen(t, dir, testOpts(t, 4096, codec.Deflate))
+	defer s.Close()
+	f := openFile(t, s, "a")
+	checkContent(t, f, compressible(4*4096, 7))
+	f.Close()
+}

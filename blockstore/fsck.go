@@ -608,6 +608,12 @@ func (s *Store) rebuildFile(id FileID, hdr fileHeader, f *os.File, fsize int64, 
 		}
 	}
 	for i, c := range cands {
+		if c.err != nil && !errors.Is(c.err, ErrCorrupt) {
+			// Could not check it (read error, engine failure): leaving it
+			// out would build an index without the block and then reclaim
+			// (punch) its record. Give up instead.
+			return fileVal{}, nil, nil, fmt.Errorf("%s: record at offset %d: %w", path, candOff[i], c.err)
+		}
 		if c.err != nil {
 			others = append(others, FsckItem{Kind: CleanupUnreferenced, Path: path, FileID: id.String(), Block: c.block,
 				Offset: c.block * bs, Length: bs, Detail: fmt.Sprintf("record at offset %d fails verification: %v", candOff[i], c.err)})
