@@ -338,3 +338,37 @@ func TestRebuildKeepsUnreadable(t *testing.T) {
 	checkContent(t, f, compressible(4*4096, 7))
 	f.Close()
 }
+
+// A read error while scanning for records is not "no record": rebuild fails
+// (the index and the records stay as they were) and verify reports it
+// without punching anything.
+func TestScanReadError(t *testing.T) {
+	dir, path, _ := setupCorrupt(t, codec.LZ4)
+	s := mustOpen(t, dir, testOpts(t, 4096, codec.LZ4))
+	defer s.Close()
+	s.hooks = &testHooks{fail: func(op, p string) error {
+		if op == "read" && p == path {
+			return errInjected
+		}
+		return nil
+	}}
+	if _, err := s.Fsck(FsckOptions{Rebuild: true}); !errors.Is(err, errInjected) {
+		t.Fatalf("rebuild with unreadable records: %v, want the read error", err)
+	}
+	rep, err := s.Fsck(FsckOptions{Repair: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range rep.Cleanups {
+		if c.Repaired {
+			t.Fatalf("repair punched %v, which it could not read", c)
+		}
+	}
+	s.hooks = nil
+	f := openFile(t, s, "a")
+	checkContent(t, f, compressible(4*4096, 7))
+	f.Close()
+	if rep, err := s.Fsck(FsckOptions{}); err != nil || !rep.Clean() || len(rep.Cleanups) != 0 {
+		t.Fatalf("fsck: %v %v", rep, err)
+	}
+}

@@ -1,9 +1,11 @@
 package blockstore
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -333,6 +335,12 @@ func (s *Store) verify(rep *FsckReport, files map[FileID]*backingFile, repair bo
 			if err != nil {
 				detail = "unreadable and not referenced: " + err.Error()
 			}
+			if err != nil && !errors.Is(err, ErrCorrupt) {
+				// Could not read it: maybe a record an entry should point
+				// at; never punched.
+				rep.problem(FsckItem{Kind: ProblemIO, Path: bf.path, FileID: id.String(), Block: block, Offset: block * bs, Length: bs, Detail: err.Error()})
+				return
+			}
 			rep.Cleanups = append(rep.Cleanups, FsckItem{Kind: CleanupUnreferenced, Path: bf.path, FileID: id.String(), Block: block,
 				Offset: block * bs, Length: bs, Detail: fmt.Sprintf("%s at offset %d (%s)", detail, off, l), Repaired: repair})
 			punches = append(punches, punchAt{bf.path, off, int64(locCapacity(s.bs, l))})
@@ -525,7 +533,16 @@ func (s *Store) scanFile(f *os.File, size int64, fn func(block int64, l loc, off
 	fd := int(f.Fd())
 	hb := make([]byte, RecordHeaderSize)
 	check := func(block int64, l loc, off int64) {
-		n, _ := f.ReadAt(hb, off)
+		n, rerr := f.ReadAt(hb, off)
+		if ierr := s.hooks.inject("read", f.Name()); ierr != nil {
+			n, rerr = 0, ierr
+		}
+		if n < RecordHeaderSize && rerr != nil && !errors.Is(rerr, io.EOF) {
+			// An I/O error is not "no record here": callers must not take
+			// it for a hole (rebuild would leave the block out).
+			fn(block, l, off, nil, fmt.Errorf("read record header at offset %d: %w", off, rerr))
+			return
+		}
 		if n < RecordHeaderSize || isZero(hb) {
 			if n > 0 && !isZero(hb[:n]) {
 				fn(block, l, off, nil, fmt.Errorf("%w: truncated record header", ErrCorrupt))
@@ -585,8 +602,13 @@ func (s *Store) rebuildFile(id FileID, hdr fileHeader, f *os.File, fsize int64, 
 	var others []FsckItem
 	var cands []*fetched
 	var candOff []int64
+	var scanErr error
 	s.scanFile(f, fsize, func(block int64, l loc, off int64, h *recordHeader, err error) {
 		item := FsckItem{Kind: CleanupUnreferenced, Path: path, FileID: id.String(), Block: block, Offset: block * bs, Length: bs}
+		if err != nil && !errors.Is(err, ErrCorrupt) {
+			scanErr = cmp.Or(scanErr, fmt.Errorf("%s: %w", path, err))
+			return
+		}
 		if err != nil {
 			item.Detail = fmt.Sprintf("unreadable record at offset %d: %v", off, err)
 			others = append(others, item)
@@ -601,6 +623,9 @@ func (s *Store) rebuildFile(id FileID, hdr fileHeader, f *os.File, fsize int64, 
 		cands = append(cands, &fetched{block: block, en: en})
 		candOff = append(candOff, off)
 	})
+	if scanErr != nil {
+		return fileVal{}, nil, nil, scanErr // as below: never build without a block we could not see
+	}
 	e := &inode{s: s, id: id, f: f, path: path}
 	for i := 0; i < len(cands); i += 32 {
 		if err := e.fetch(context.Background(), cands[i:min(i+32, len(cands))]); err != nil {
@@ -708,6 +733,9 @@ func (s *Store) rebuild(rep *FsckReport, files map[FileID]*backingFile) error {
 		s.scanRecords(bf, func(block int64, l loc, off int64, h *recordHeader, err error) {
 			if en, ok := x.entries[block]; ok && en.Loc == l && err == nil && h.Gen == en.Gen {
 				return
+			}
+			if err != nil && !errors.Is(err, ErrCorrupt) {
+				return // could not read it: never punch what we did not see
 			}
 			if n, err := punchPath(bf.path, off, int64(locCapacity(s.bs, l))); err == nil {
 				rep.ReclaimedBytes += n

@@ -163,8 +163,9 @@ type testHooks struct {
 	mu     sync.Mutex
 	events []string
 	// fail, when set, is consulted before each backing-file write ("write")
-	// and fdatasync ("sync"); a non-nil error is returned as if the system
-	// call had failed (fault injection).
+	// and fdatasync ("sync"), and after each record-header read of the fsck
+	// scan ("read"); a non-nil error is returned as if the system call had
+	// failed (fault injection).
 	fail func(op, path string) error
 }
 
