@@ -561,8 +561,16 @@ func (s *Store) scanFile(f *os.File, size int64, fn func(block int64, l loc, off
 	pos := int64(dataStart)
 	for pos < size {
 		d, err := unix.Seek(fd, pos, unix.SEEK_DATA)
+		if errors.Is(err, unix.ENXIO) {
+			return // no more data
+		}
+		if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EOPNOTSUPP) {
+			d, err = pos, nil // no SEEK_DATA here: visit every slot
+		}
 		if err != nil {
-			return // ENXIO: no more data
+			// Not "no more records": the rest of the file was not seen.
+			fn(-1, locNone, pos, nil, fmt.Errorf("seek data at %d: %w", pos, err))
+			return
 		}
 		if d < dataStart {
 			d = dataStart
