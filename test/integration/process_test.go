@@ -11,6 +11,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -276,4 +277,50 @@ func TestCLI(t *testing.T) {
 		t.Fatalf("store not free right after umount returned: %v", err)
 	}
 	wantContent(t, m.path("f"), text(1<<20, 'c'))
+}
+
+// TestSigtermWithOpenFile: SIGTERM while a file is open detaches the mount
+// lazily; the open file keeps working; the server commits and exits 0 when
+// it is closed.
+func TestSigtermWithOpenFile(t *testing.T) {
+	backing := t.TempDir()
+	s := startServer(t, backing)
+	f, err := os.Create(filepath.Join(s.Dir, "held"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := text(200<<10, 'H')
+	if _, err := f.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	s.cmd.Process.Signal(syscall.SIGTERM)
+	// The server answers the signal by detaching: the mount point goes
+	// away from the namespace while our descriptor still works.
+	for i := 0; mounted(s.Dir); i++ {
+		if i > 1000 {
+			t.Fatal("mount still attached 10s after SIGTERM")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	select {
+	case err := <-s.exited:
+		t.Fatalf("server exited with a file still open: %v", err)
+	default:
+	}
+	if _, err := f.WriteAt([]byte("TAIL"), int64(len(data))); err != nil {
+		t.Fatalf("write after the lazy detach: %v", err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+	select {
+	case err := <-s.exited:
+		if err != nil {
+			t.Fatalf("server exit: %v\n%s", err, readFile(s.log))
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("server still running 30s after the last file was closed\n%s", readFile(s.log))
+	}
+	m := remount(t, backing, nil)
+	wantContent(t, m.path("held"), append(data, "TAIL"...))
 }
