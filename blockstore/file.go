@@ -28,6 +28,17 @@ type inode struct {
 	// refs is the number of open File handles; guarded by Store.mu.
 	refs int
 
+	// flightMu protects flights: the blocks readers are fetching right now
+	// (read, verify, decode), so that concurrent readers and readahead fetch
+	// a block once and the others wait for that fetch (see ReadAtContext).
+	// An entry is added and removed by its fetcher while it holds mu shared,
+	// so the table is empty whenever mu is held exclusively: an entry always
+	// stands for the block's current version, and a generation used again
+	// later (see blockCache.put) never meets an old entry. flightMu is taken
+	// inside mu and before blockCache.mu.
+	flightMu sync.Mutex
+	flights  map[flightKey]*flight
+
 	// mu is the content lock. Readers (ReadAt, Size, SeekData/Hole) hold it
 	// shared; everything that changes the fields below holds it exclusively
 	// (writes, truncate, write-out, commit, close). It protects all fields
@@ -70,9 +81,26 @@ type inode struct {
 	// the logical size are zero), not yet written to the backing file.
 	dirty map[int64][]byte
 
-	// lastEnd is where the previous read ended (sequential detection for
-	// readahead). Atomic: readers share mu.
+	// lastEnd is where the current sequential stream of reads has got to
+	// (the furthest end of its reads; sequential detection for readahead).
+	// Atomic: readers share mu.
 	lastEnd atomic.Int64
+}
+
+// flightKey names the version of a block being fetched (the inode is
+// implied).
+type flightKey struct {
+	block int64
+	gen   uint64
+}
+
+// flight is one fetch of one block in progress. data and err are set
+// before done is closed and never change afterwards; data is shared with
+// the cache, nobody modifies it.
+type flight struct {
+	done chan struct{}
+	data []byte
+	err  error
 }
 
 func (e *inode) dirtyBytes() int64 { return int64(len(e.dirty)) * int64(e.s.bs) }
@@ -529,6 +557,10 @@ func (f *File) check() error {
 
 // ReadAtContext is ReadAt with a context: cancellation while waiting for
 // (de)compression returns an error wrapping ErrInterrupted.
+//
+// Concurrent reads of one file fetch each block once: a read that needs a
+// block another read (or its readahead) is fetching waits for that fetch
+// instead of reading and decoding the block again (inode.flights).
 func (f *File) ReadAtContext(ctx context.Context, p []byte, off int64) (int, error) {
 	if err := f.check(); err != nil {
 		return 0, err
@@ -553,8 +585,7 @@ func (f *File) ReadAtContext(ctx context.Context, p []byte, off int64) (int, err
 		eof = io.EOF
 	}
 	spans := explodeRange(off, n, bs)
-	var need []*fetched
-	var needSpan []blockSpan
+	var todo []wanted
 	for _, sp := range spans {
 		dst := p[sp.Pos : sp.Pos+sp.Len]
 		if buf, ok := e.dirty[sp.Block]; ok {
@@ -566,50 +597,191 @@ func (f *File) ReadAtContext(ctx context.Context, p []byte, off int64) (int, err
 			clear(dst)
 			continue
 		}
-		if en.bad == nil {
-			if data := e.s.cache.get(cacheKey{e.id, sp.Block, en.Gen}); data != nil {
-				copyBlock(dst, data, sp.InBlock)
-				continue
-			}
-		}
-		need = append(need, &fetched{block: sp.Block, en: en})
-		needSpan = append(needSpan, sp)
+		todo = append(todo, wanted{sp, en})
 	}
-	nreq := len(need)
-	if e.s.readahead > 0 && e.lastEnd.Load() == off && len(spans) > 0 {
-		last := spans[len(spans)-1].Block
-		end := min(numBlocks(e.size, bs), last+1+int64(e.s.readahead))
-		for b := last + 1; b < end; b++ {
-			if _, ok := e.dirty[b]; ok {
-				continue
-			}
-			en, ok := e.current(b)
-			if !ok || en.bad != nil || e.s.cache.has(cacheKey{e.id, b, en.Gen}) {
-				continue
-			}
-			need = append(need, &fetched{block: b, en: en})
-		}
+	var raFrom, raTo int64
+	if e.s.readahead > 0 && len(spans) > 0 && e.sequential(off, off+int64(n)) {
+		raFrom = spans[len(spans)-1].Block + 1
+		raTo = min(numBlocks(e.size, bs), raFrom+int64(e.s.readahead))
 	}
-	e.lastEnd.Store(off + int64(n))
-	if len(need) > 0 {
-		if err := e.fetch(ctx, need); err != nil {
+	for len(todo) > 0 || raFrom < raTo {
+		var err error
+		todo, err = e.readBlocks(ctx, p, todo, raFrom, raTo)
+		if err != nil {
 			return 0, err
 		}
-		for i, fe := range need {
-			if fe.err == nil {
-				e.s.cache.put(cacheKey{e.id, fe.block, fe.en.Gen}, fe.data)
-			}
-			if i >= nreq {
-				continue // readahead: errors surface when the block is read
-			}
-			if fe.err != nil {
-				return 0, fe.err
-			}
-			sp := needSpan[i]
-			copyBlock(p[sp.Pos:sp.Pos+sp.Len], fe.data, sp.InBlock)
-		}
+		raFrom, raTo = 0, 0
 	}
 	return n, eof
+}
+
+// wanted is a span of a read whose block has a record.
+type wanted struct {
+	sp blockSpan
+	en entry // the block's current entry
+}
+
+// sequential reports whether a read of [off, end) continues the stream of
+// reads that has got to lastEnd, and records the read. Concurrent reads of
+// one stream (the kernel's async reads and readahead) arrive out of order,
+// so a read starting within the readahead distance of lastEnd, before or
+// after it, is sequential, and lastEnd only moves forward then. Any other
+// read is random access (no readahead) and starts a new stream at its end.
+func (e *inode) sequential(off, end int64) bool {
+	w := int64(e.s.readahead) * int64(e.s.bs)
+	for {
+		last := e.lastEnd.Load()
+		if off < last-w || off > last+w {
+			e.lastEnd.Store(end)
+			return false
+		}
+		if end <= last || e.lastEnd.CompareAndSwap(last, end) {
+			return true
+		}
+	}
+}
+
+// errFetchAbandoned is what waiters see of a fetch that ended without a
+// result (a panic in it); they fetch the block themselves.
+var errFetchAbandoned = errors.New("blockstore: block fetch abandoned")
+
+// readBlocks fills the spans of todo in p. Blocks in the decoded-block
+// cache are copied from it; blocks another reader is fetching are waited
+// for; the rest are fetched here in one batch, together with the readahead
+// blocks raFrom..raTo-1 that are neither cached nor being fetched (their
+// errors are ignored: they surface to a reader that needs the block). A
+// fetch of this reader is finished (and its waiters released) before it
+// waits for anyone else's, so waits never form a cycle. It returns the
+// spans whose fetch by another reader failed for a reason not the block's
+// (that reader's context ended, an I/O error): the caller tries them again.
+// Caller holds mu shared.
+func (e *inode) readBlocks(ctx context.Context, p []byte, todo []wanted, raFrom, raTo int64) ([]wanted, error) {
+	type waiter struct {
+		w  wanted
+		fl *flight
+	}
+	var (
+		hits  []wanted
+		hitD  [][]byte
+		waits []waiter
+		mine  []*fetched // the spans' blocks first (len(mineW)), then readahead
+		mineW []wanted
+		fls   []*flight // parallel to mine; nil for an entry known bad
+	)
+	e.flightMu.Lock()
+	if e.flights == nil {
+		e.flights = make(map[flightKey]*flight)
+	}
+	for _, w := range todo {
+		if w.en.bad == nil {
+			k := flightKey{w.sp.Block, w.en.Gen}
+			if fl := e.flights[k]; fl != nil {
+				waits = append(waits, waiter{w, fl})
+				continue
+			}
+			if data := e.s.cache.get(cacheKey{e.id, w.sp.Block, w.en.Gen}); data != nil {
+				hits = append(hits, w)
+				hitD = append(hitD, data)
+				continue
+			}
+		}
+		mine = append(mine, &fetched{block: w.sp.Block, en: w.en})
+		mineW = append(mineW, w)
+		fls = append(fls, e.takeOff(w.sp.Block, w.en))
+	}
+	for b := raFrom; b < raTo; b++ {
+		if _, ok := e.dirty[b]; ok {
+			continue
+		}
+		en, ok := e.current(b)
+		if !ok || en.bad != nil || e.flights[flightKey{b, en.Gen}] != nil || e.s.cache.has(cacheKey{e.id, b, en.Gen}) {
+			continue
+		}
+		mine = append(mine, &fetched{block: b, en: en})
+		fls = append(fls, e.takeOff(b, en))
+	}
+	e.flightMu.Unlock()
+
+	for i, w := range hits {
+		copyBlock(p[w.sp.Pos:w.sp.Pos+w.sp.Len], hitD[i], w.sp.InBlock)
+	}
+	if len(mine) > 0 {
+		if err := e.fetchFlights(ctx, mine, fls); err != nil {
+			return nil, err
+		}
+		for i, w := range mineW {
+			fe := mine[i]
+			if fe.err != nil {
+				return nil, fe.err
+			}
+			copyBlock(p[w.sp.Pos:w.sp.Pos+w.sp.Len], fe.data, w.sp.InBlock)
+		}
+	}
+	var retry []wanted
+	for _, wt := range waits {
+		select {
+		case <-wt.fl.done:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%s: block %d: %w: waiting for its fetch: %w", e.path, wt.w.sp.Block, ErrInterrupted, ctx.Err())
+		}
+		if err := wt.fl.err; err != nil {
+			if errors.Is(err, ErrCorrupt) {
+				return nil, err
+			}
+			retry = append(retry, wt.w)
+			continue
+		}
+		copyBlock(p[wt.w.sp.Pos:wt.w.sp.Pos+wt.w.sp.Len], wt.fl.data, wt.w.sp.InBlock)
+	}
+	return retry, nil
+}
+
+// takeOff registers a fetch of block b (entry en) and returns it, or nil
+// for an entry known bad (fetch fails it at once). Caller holds flightMu
+// and mu shared.
+func (e *inode) takeOff(b int64, en entry) *flight {
+	if en.bad != nil {
+		return nil
+	}
+	fl := &flight{done: make(chan struct{})}
+	e.flights[flightKey{b, en.Gen}] = fl
+	return fl
+}
+
+// fetchFlights fetches fs (see fetch) for the flights fls registered for
+// them, caches the blocks fetched and lands the flights: each gets its
+// block's data or error (the whole fetch's error if it failed), is removed
+// from the table and released. Caller holds mu shared.
+func (e *inode) fetchFlights(ctx context.Context, fs []*fetched, fls []*flight) (err error) {
+	err = errFetchAbandoned
+	defer func() {
+		if err == nil {
+			// Cached before the flight goes: a reader that no longer
+			// finds the flight finds the block in the cache.
+			for _, fe := range fs {
+				if fe.err == nil {
+					e.s.cache.put(cacheKey{e.id, fe.block, fe.en.Gen}, fe.data)
+				}
+			}
+		}
+		e.flightMu.Lock()
+		defer e.flightMu.Unlock()
+		for i, fe := range fs {
+			fl := fls[i]
+			if fl == nil {
+				continue
+			}
+			delete(e.flights, flightKey{fe.block, fe.en.Gen})
+			if err != nil {
+				fl.err = err
+			} else {
+				fl.data, fl.err = fe.data, fe.err
+			}
+			close(fl.done)
+		}
+	}()
+	err = e.fetch(ctx, fs)
+	return err
 }
 
 // copyBlock fills dst from a decoded block's data starting at in; bytes past

@@ -83,6 +83,7 @@ const maxClosedPending = 256
 // Lock order (outermost first), written once for the whole package:
 //
 //	Store.commitMu -> inode.mu (several: in ascending file ID order) -> Store.mu -> blockCache.mu, budget.mu
+//	inode.mu -> inode.flightMu -> blockCache.mu
 //
 // Store.statsMu and testHooks.mu are leaves (nothing is taken while they are
 // held); statsMu is read inside index transactions. No lock is held while
