@@ -165,8 +165,17 @@ func (m *mnt) path(names ...string) string {
 var (
 	binOnce sync.Once
 	binPath string
+	binDir  string // built here; removed by TestMain
 	binErr  error
 )
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
 
 // accelfsBinary builds cmd/accelfs once per test binary run.
 func accelfsBinary(t testing.TB) string {
@@ -181,7 +190,7 @@ func accelfsBinary(t testing.TB) string {
 			binErr = err
 			return
 		}
-		binPath = filepath.Join(dir, "accelfs")
+		binDir, binPath = dir, filepath.Join(dir, "accelfs")
 		_, file, _, _ := runtime.Caller(0)
 		root := filepath.Join(filepath.Dir(file), "..", "..")
 		cmd := exec.Command("go", "build", "-o", binPath, "./cmd/accelfs")
