@@ -67,6 +67,10 @@ func newCtx(l *Layer, es *engState, node int, dir Direction, mode Mode, q queue,
 	ch := make(chan struct{})
 	c.deadCh.Store(&ch)
 	c.resetTags()
+	// No revival is due until a fail has finished (closed the queue, taken
+	// the pending requests) and scheduled one: with 0 here a reviver could
+	// slip in between fail marking the ctx dead and fail closing its queue.
+	c.reviveAt.Store(math.MaxInt64)
 	return c
 }
 
@@ -318,10 +322,15 @@ func (c *hctx) scheduleRevive() {
 // kernel's advice after a reset: close and re-open the queue, uadk-spec
 // §5.2). Called by pollers and by self-polling callers; a no-op otherwise.
 func (c *hctx) revive() {
-	if !c.dead.Load() || c.l.cfg.revive <= 0 || c.l.closing.Load() || time.Now().UnixNano() < c.reviveAt.Load() {
+	if !c.dead.Load() || c.l.cfg.revive <= 0 || c.l.closing.Load() {
 		return
 	}
-	c.reviveAt.Store(math.MaxInt64) // one attempt at a time
+	// One attempt at a time: pollers and self-polling callers may all get
+	// here at once; only the one that moves reviveAt to "never" proceeds.
+	at := c.reviveAt.Load()
+	if time.Now().UnixNano() < at || !c.reviveAt.CompareAndSwap(at, math.MaxInt64) {
+		return
+	}
 	q, err := c.es.e.openQueue(c.node, c.dir, c.mode, c.notify)
 	if err == nil && q.depth() < c.depth {
 		_ = q.close()
@@ -334,7 +343,7 @@ func (c *hctx) revive() {
 	}
 	c.mu.Lock()
 	c.reapMu.Lock()
-	if c.l.closing.Load() {
+	if c.l.closing.Load() || !c.dead.Load() {
 		c.reapMu.Unlock()
 		c.mu.Unlock()
 		_ = q.close()
