@@ -548,7 +548,11 @@ func TestCloseDuringTraffic(t *testing.T) {
 			}
 		}(g)
 	}
-	time.Sleep(30 * time.Millisecond)
+	// Close once traffic is really flowing (a fixed sleep could end before
+	// a loaded machine completed anything).
+	for deadline := time.Now().Add(20 * time.Second); completed.Load() < 50 && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
 	}

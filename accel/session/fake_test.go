@@ -21,10 +21,14 @@ type fakeHW struct {
 	latency  func(q int) time.Duration // per-op latency of queue q
 	errRate  float64                   // probability of an error status
 	hang     atomic.Bool               // new ops never complete
-	mu       sync.Mutex
-	queues   []*fakeQueue
-	rnd      *rand.Rand
-	errs     atomic.Int64
+	// gate, when set (before New), holds every op until it is closed, so a
+	// test can have requests in flight for as long as it needs without
+	// guessing a latency longer than the machine's worst stall.
+	gate   chan struct{}
+	mu     sync.Mutex
+	queues []*fakeQueue
+	rnd    *rand.Rand
+	errs   atomic.Int64
 }
 
 func newFakeHW(name string, nodes []int, budget, depth int) *fakeHW {
@@ -79,7 +83,7 @@ type fakeQueue struct {
 	done     []completion
 	disabled atomic.Bool
 	closed   atomic.Bool
-	touched  atomic.Int64 // ops processed after close (must stay 0)
+	cur      atomic.Pointer[op] // the op the device is working on (reading src, writing dst)
 }
 
 func (q *fakeQueue) run() {
@@ -93,6 +97,13 @@ func (q *fakeQueue) run() {
 				<-q.stop
 				return
 			}
+			if g := q.f.gate; g != nil {
+				select {
+				case <-g:
+				case <-q.stop:
+					return
+				}
+			}
 			if q.f.latency != nil {
 				select {
 				case <-time.After(q.f.latency(q.idx)):
@@ -100,9 +111,7 @@ func (q *fakeQueue) run() {
 					return
 				}
 			}
-			if q.closed.Load() {
-				q.touched.Add(1)
-			}
+			q.cur.Store(fo.o)
 			var c completion
 			c.tag = fo.tag
 			if q.f.shouldFail() {
@@ -113,6 +122,7 @@ func (q *fakeQueue) run() {
 			} else {
 				c.out, c.err = runCodec(fo.o)
 			}
+			q.cur.Store(nil) // done with the buffers before the completion is visible
 			q.mu.Lock()
 			q.done = append(q.done, c)
 			q.mu.Unlock()
@@ -159,4 +169,21 @@ func (q *fakeQueue) close() error {
 		q.f.budget.Add(1)
 	}
 	return nil
+}
+
+// busyWith reports whether some queue's device is working on an op with
+// src's buffer right now: a request handed back to its caller must never be
+// (the device could still write its Dst).
+func (f *fakeHW) busyWith(src []byte) bool {
+	if len(src) == 0 {
+		return false
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, q := range f.queues {
+		if o := q.cur.Load(); o != nil && len(o.src) > 0 && &o.src[0] == &src[0] {
+			return true
+		}
+	}
+	return false
 }
