@@ -24,11 +24,14 @@ type fakeHW struct {
 	// gate, when set (before New), holds every op until it is closed, so a
 	// test can have requests in flight for as long as it needs without
 	// guessing a latency longer than the machine's worst stall.
-	gate   chan struct{}
-	mu     sync.Mutex
-	queues []*fakeQueue
-	rnd    *rand.Rand
-	errs   atomic.Int64
+	gate chan struct{}
+	// instant: submit completes the op before it returns (no device
+	// goroutine, no latency at all): a device as fast as it gets.
+	instant bool
+	mu      sync.Mutex
+	queues  []*fakeQueue
+	rnd     *rand.Rand
+	errs    atomic.Int64
 }
 
 func newFakeHW(name string, nodes []int, budget, depth int) *fakeHW {
@@ -142,6 +145,14 @@ func (q *fakeQueue) wait(d time.Duration) {
 func (q *fakeQueue) submit(tag uint16, o *op) error {
 	if q.disabled.Load() {
 		return fmt.Errorf("submit: %w", errDisabled)
+	}
+	if q.f.instant {
+		c := completion{tag: tag}
+		c.out, c.err = runCodec(o)
+		q.mu.Lock()
+		q.done = append(q.done, c)
+		q.mu.Unlock()
+		return nil
 	}
 	select {
 	case q.in <- fakeOp{tag, o}:
