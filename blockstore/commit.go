@@ -134,8 +134,10 @@ func (s *Store) commitGroup(ctx context.Context, only *inode, background bool) e
 				if err := s.hooks.inject("write", e.path); err != nil {
 					return fmt.Errorf("%s: write size hint: %w", e.path, ioErr(err))
 				}
-				if _, err := e.f.WriteAt(marshalSizeHint(sn.size, sn.nextGen), 40); err != nil {
-					return fmt.Errorf("%s: write size hint: %w", e.path, ioErr(err))
+				var werr error
+				e.keepMtime(func() { _, werr = e.f.WriteAt(marshalSizeHint(sn.size, sn.nextGen), 40) })
+				if werr != nil {
+					return fmt.Errorf("%s: write size hint: %w", e.path, ioErr(werr))
 				}
 			}
 			if sn.sync {
@@ -205,19 +207,21 @@ func (s *Store) commitGroup(ctx context.Context, only *inode, background bool) e
 	if err != nil {
 		for _, sn := range work {
 			e := sn.e
-			for b, c := range e.committing {
-				if p, ok := e.pending[b]; ok {
-					// A newer version was written meanwhile; the one that
-					// failed to commit is garbage unless it sits where the
-					// committed or the newer record is.
-					com, _ := e.busy(b)
-					if c.Loc != locNone && c.Loc != p.Loc && c.Loc != com {
-						e.punch(b, c.Loc)
+			e.keepMtime(func() {
+				for b, c := range e.committing {
+					if p, ok := e.pending[b]; ok {
+						// A newer version was written meanwhile; the one
+						// that failed to commit is garbage unless it sits
+						// where the committed or the newer record is.
+						com, _ := e.busy(b)
+						if c.Loc != locNone && c.Loc != p.Loc && c.Loc != com {
+							e.punch(b, c.Loc)
+						}
+						continue
 					}
-					continue
+					e.pending[b] = c
 				}
-				e.pending[b] = c
-			}
+			})
 			e.committing = nil
 			if sn.sync {
 				e.touched = true
@@ -235,17 +239,19 @@ func (s *Store) commitGroup(ctx context.Context, only *inode, background bool) e
 	}
 	for _, sn := range work {
 		e := sn.e
-		for b, c := range e.committing {
-			old, ok := e.committed[b]
-			if ok && old.bad == nil && old.Loc != c.Loc {
-				e.punch(b, old.Loc)
+		e.keepMtime(func() {
+			for b, c := range e.committing {
+				old, ok := e.committed[b]
+				if ok && old.bad == nil && old.Loc != c.Loc {
+					e.punch(b, old.Loc)
+				}
+				if c.Loc == locNone {
+					delete(e.committed, b)
+				} else {
+					e.committed[b] = c
+				}
 			}
-			if c.Loc == locNone {
-				delete(e.committed, b)
-			} else {
-				e.committed[b] = c
-			}
-		}
+		})
 		e.committing = nil
 		e.committedSize = sn.size
 		e.known = true

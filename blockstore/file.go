@@ -9,6 +9,7 @@ import (
 	"sort"
 	"sync"
 	"sync/atomic"
+	"unsafe"
 
 	"github.com/accelfs/accelfs/codec"
 	"golang.org/x/sys/unix"
@@ -164,6 +165,34 @@ func (e *inode) punch(b int64, l loc) {
 	n := int64(locCapacity(e.s.bs, l))
 	if err := unix.Fallocate(int(e.f.Fd()), unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, off, n); err != nil {
 		e.s.log.Warn("blockstore: punching a superseded record failed (space is reclaimed by fsck --repair)", "file", e.path, "block", b, "err", err)
+	}
+}
+
+// keepMtime runs op, a commit's own write to the backing file (the size
+// hint, punching superseded records), and puts the backing mtime back as it
+// was. Those writes change nothing a reader sees, and the backing file's
+// mtime is the file's mtime (DESIGN §3): without this, `tar -x` or `cp -p`
+// set a time that the next commit replaced with its own. Data records still
+// move the mtime when they are written, as the fs layer expects. A utimes
+// landing between the fstat and the restore (two syscalls apart) would be
+// undone: accepted, the window is microseconds and only on commit.
+func (e *inode) keepMtime(op func()) {
+	var st unix.Stat_t
+	fd := int(e.f.Fd())
+	if err := unix.Fstat(fd, &st); err != nil {
+		op()
+		return
+	}
+	op()
+	var after unix.Stat_t
+	if unix.Fstat(fd, &after) == nil && after.Mtim == st.Mtim {
+		return // nothing was written (e.g. no punch needed)
+	}
+	ts := [2]unix.Timespec{{Nsec: unix.UTIME_OMIT}, st.Mtim}
+	// utimensat(fd, NULL, ...) is futimens(3): it sets the times of fd itself.
+	if _, _, errno := unix.Syscall6(unix.SYS_UTIMENSAT, uintptr(fd), 0,
+		uintptr(unsafe.Pointer(&ts[0])), 0, 0, 0); errno != 0 {
+		e.s.log.Warn("blockstore: restoring the backing mtime after a commit failed", "file", e.path, "err", errno)
 	}
 }
 
