@@ -86,16 +86,22 @@ type fakeQueue struct {
 	done     []completion
 	disabled atomic.Bool
 	closed   atomic.Bool
-	cur      atomic.Pointer[op] // the op the device is working on (reading src, writing dst)
+	// cur is the op the device is working on: taken off the queue, not yet
+	// posted as a completion, so its buffers may be read and written (for
+	// the whole latency, as a device's DMA would). Cleared when close stops
+	// the device.
+	cur atomic.Pointer[op]
 }
 
 func (q *fakeQueue) run() {
 	defer q.wg.Done()
+	defer q.cur.Store(nil) // stopped by close: the device lets go of the op
 	for {
 		select {
 		case <-q.stop:
 			return
 		case fo := <-q.in:
+			q.cur.Store(fo.o)
 			if q.f.hang.Load() {
 				<-q.stop
 				return
@@ -114,7 +120,6 @@ func (q *fakeQueue) run() {
 					return
 				}
 			}
-			q.cur.Store(fo.o)
 			var c completion
 			c.tag = fo.tag
 			if q.f.shouldFail() {
