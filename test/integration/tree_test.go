@@ -88,6 +88,7 @@ func TestSourceTree(t *testing.T) {
 
 	m2 := remount(t, m.Backing, nil)
 	diffTree(t, root, dirs, m2.Dir)
+	sameMtimes(t, root, dirs, m2.Dir)
 	doc := readStatsDoc(t, m2.Dir)
 	for _, k := range []string{"logical_bytes", "stored_bytes", "ratio", "blocks", "raw_blocks", "zero_blocks"} {
 		if _, ok := doc[k]; !ok {
@@ -100,4 +101,35 @@ func TestSourceTree(t *testing.T) {
 		t.Errorf("stats after extracting source code: logical %v ratio %v; want > 1 MiB and a ratio in (0, 0.8)", logical, ratio)
 	}
 	t.Logf("source tree: logical %.0f bytes, ratio %.3f", logical, ratio)
+}
+
+// sameMtimes checks that every regular file kept the mtime tar gave it
+// (whole seconds, what the tar format carries), after the store's commits
+// and a remount.
+func sameMtimes(t *testing.T, root string, dirs []string, dst string) {
+	t.Helper()
+	bad := 0
+	for _, d := range dirs {
+		filepath.WalkDir(filepath.Join(root, d), func(p string, e os.DirEntry, err error) error {
+			if err != nil || !e.Type().IsRegular() {
+				return nil
+			}
+			rel, _ := filepath.Rel(root, p)
+			want, err1 := os.Lstat(p)
+			got, err2 := os.Lstat(filepath.Join(dst, rel))
+			if err1 != nil || err2 != nil {
+				t.Errorf("stat %s: %v %v", rel, err1, err2)
+				return nil
+			}
+			if got.ModTime().Unix() != want.ModTime().Unix() {
+				if bad++; bad <= 5 {
+					t.Errorf("%s: mtime %v, want %v", rel, got.ModTime(), want.ModTime())
+				}
+			}
+			return nil
+		})
+	}
+	if bad > 5 {
+		t.Errorf("... %d files with a wrong mtime in all", bad)
+	}
 }
