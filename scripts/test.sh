@@ -8,7 +8,11 @@
 #   ACCELFS_TEST_STRICT=1, which CI sets), and a check that no FUSE mount is
 #   left behind.
 #
-# Env: ACCELFS_TEST_ACCEL=cpu|emu|...  engine for every test mount (default cpu)
+# Env: ACCELFS_TEST_ACCELS="cpu emu"  engines the integration suite runs with,
+#                                    one full pass each (default: cpu and emu,
+#                                    so the emulated hisi_zip path passes the
+#                                    same suite as the CPU)
+#      ACCELFS_TEST_ACCEL=MODE         shorthand for a single pass with MODE
 #      ACCELFS_TEST_STRICT=1           missing root or /dev/fuse is a failure
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -50,8 +54,10 @@ trap cleanup EXIT
 step "unit tests (-race)"
 go test -race -count 1 -timeout 10m $(go list ./... | grep -v /test/integration)
 
-step "integration tests (accel=${ACCELFS_TEST_ACCEL:-cpu}, strict=${ACCELFS_TEST_STRICT:-0})"
-go test -race -count 1 -p 1 -timeout 15m ./test/integration/...
+for accel in ${ACCELFS_TEST_ACCELS:-${ACCELFS_TEST_ACCEL:-cpu emu}}; do
+	step "integration tests (accel=$accel, strict=${ACCELFS_TEST_STRICT:-0})"
+	ACCELFS_TEST_ACCEL=$accel go test -race -count 1 -p 1 -timeout 15m ./test/integration/...
+done
 
 step "leftover mounts"
 left=$(leftovers)
