@@ -371,28 +371,33 @@ func (e *inode) dataBlocks(from int64) []int64 {
 // SeekData returns the first offset >= off that is in a block holding data
 // (SEEK_DATA); ErrNoData at or past the end or when only holes follow.
 func (f *File) SeekData(off int64) (int64, error) {
-	if err := f.check(); err != nil {
-		return 0, err
-	}
-	e := f.e
-	e.mu.RLock()
-	defer e.mu.RUnlock()
-	if off < 0 {
-		return 0, fmt.Errorf("%w: negative offset", ErrInvalid)
-	}
-	if off >= e.size {
+	return f.seek(off, func(e *inode, bs int64) (int64, error) {
+		if l := e.dataBlocks(off / bs); len(l) > 0 && l[0]*bs < e.size {
+			return max(off, l[0]*bs), nil
+		}
 		return 0, ErrNoData
-	}
-	bs := int64(e.s.bs)
-	if l := e.dataBlocks(off / bs); len(l) > 0 && l[0]*bs < e.size {
-		return max(off, l[0]*bs), nil
-	}
-	return 0, ErrNoData
+	})
 }
 
 // SeekHole returns the first offset >= off in a hole (SEEK_HOLE); the end of
 // the file counts as a hole. ErrNoData at or past the end.
 func (f *File) SeekHole(off int64) (int64, error) {
+	return f.seek(off, func(e *inode, bs int64) (int64, error) {
+		b := off / bs
+		for _, d := range e.dataBlocks(b) {
+			if d != b {
+				break
+			}
+			b++
+		}
+		return min(max(off, b*bs), e.size), nil
+	})
+}
+
+// seek is the common part of SeekData and SeekHole: it checks the handle
+// and off (ErrInvalid when negative, ErrNoData at or past the end), then
+// calls find with the content lock held for reading and the block size.
+func (f *File) seek(off int64, find func(e *inode, bs int64) (int64, error)) (int64, error) {
 	if err := f.check(); err != nil {
 		return 0, err
 	}
@@ -405,13 +410,5 @@ func (f *File) SeekHole(off int64) (int64, error) {
 	if off >= e.size {
 		return 0, ErrNoData
 	}
-	bs := int64(e.s.bs)
-	b := off / bs
-	for _, d := range e.dataBlocks(b) {
-		if d != b {
-			break
-		}
-		b++
-	}
-	return min(max(off, b*bs), e.size), nil
+	return find(e, int64(e.s.bs))
 }
