@@ -26,39 +26,25 @@ func (n *Node) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, 
 		}
 		return uint32(copy(dest, doc)), 0
 	}
-	if n.m.opts.NoXattrs {
-		return 0, syscall.ENOTSUP
-	}
-	t, errno := n.target()
+	t, errno := n.xattrTarget()
 	if errno != 0 {
 		return 0, errno
 	}
 	defer t.release()
-	var sz int
-	var err error
 	get := unix.Lgetxattr
 	if t.follow {
 		get = unix.Getxattr
 	}
-	sz, err = get(t.procPath(), attr, dest)
-	if err == syscall.ERANGE {
-		// Tell the kernel the size it needs.
-		sz, _ = get(t.procPath(), attr, nil)
-	}
-	if err != nil {
-		return uint32(max(sz, 0)), n.errno("getxattr", "", err)
-	}
-	return uint32(sz), 0
+	return n.sizedXattr("getxattr", dest, func(dest []byte) (int, error) {
+		return get(t.procPath(), attr, dest)
+	})
 }
 
 func (n *Node) Setxattr(ctx context.Context, attr string, data []byte, flags uint32) syscall.Errno {
 	if n.IsRoot() && attr == StatsXattr {
 		return syscall.EPERM
 	}
-	if n.m.opts.NoXattrs {
-		return syscall.ENOTSUP
-	}
-	t, errno := n.target()
+	t, errno := n.xattrTarget()
 	if errno != 0 {
 		return errno
 	}
@@ -73,10 +59,7 @@ func (n *Node) Removexattr(ctx context.Context, attr string) syscall.Errno {
 	if n.IsRoot() && attr == StatsXattr {
 		return syscall.EPERM
 	}
-	if n.m.opts.NoXattrs {
-		return syscall.ENOTSUP
-	}
-	t, errno := n.target()
+	t, errno := n.xattrTarget()
 	if errno != 0 {
 		return errno
 	}
@@ -88,26 +71,38 @@ func (n *Node) Removexattr(ctx context.Context, attr string) syscall.Errno {
 }
 
 func (n *Node) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errno) {
-	if n.m.opts.NoXattrs {
-		return 0, syscall.ENOTSUP
-	}
-	t, errno := n.target()
+	t, errno := n.xattrTarget()
 	if errno != 0 {
 		return 0, errno
 	}
 	defer t.release()
-	var sz int
-	var err error
 	list := unix.Llistxattr
 	if t.follow {
 		list = unix.Listxattr
 	}
-	sz, err = list(t.procPath(), dest)
+	return n.sizedXattr("listxattr", dest, func(dest []byte) (int, error) {
+		return list(t.procPath(), dest)
+	})
+}
+
+// xattrTarget is target for the xattr pass-through: ENOTSUP when
+// Options.NoXattrs turns it off.
+func (n *Node) xattrTarget() (target, syscall.Errno) {
+	if n.m.opts.NoXattrs {
+		return target{}, syscall.ENOTSUP
+	}
+	return n.target()
+}
+
+// sizedXattr runs a get or list call into dest; on ERANGE it calls again
+// with no buffer to tell the kernel the size it needs.
+func (n *Node) sizedXattr(op string, dest []byte, call func(dest []byte) (int, error)) (uint32, syscall.Errno) {
+	sz, err := call(dest)
 	if err == syscall.ERANGE {
-		sz, _ = list(t.procPath(), nil)
+		sz, _ = call(nil)
 	}
 	if err != nil {
-		return uint32(max(sz, 0)), n.errno("listxattr", "", err)
+		return uint32(max(sz, 0)), n.errno(op, "", err)
 	}
 	return uint32(sz), 0
 }
