@@ -87,6 +87,15 @@ func (n *Node) dir() (int, syscall.Errno) {
 	return fd, 0
 }
 
+// entryDir is dir for an operation that makes or removes entry name of n:
+// EPERM for the hidden meta directory of the root.
+func (n *Node) entryDir(name string) (int, syscall.Errno) {
+	if n.hidden(name) {
+		return -1, syscall.EPERM
+	}
+	return n.dir()
+}
+
 // target locates n itself for *at calls: its parent directory and name;
 // the root as "." in the root fd; an unlinked file that is still open
 // through its fd.

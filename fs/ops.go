@@ -148,10 +148,7 @@ func (n *Node) flushOpen() syscall.Errno {
 }
 
 func (n *Node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
-	if n.hidden(name) {
-		return nil, syscall.EPERM
-	}
-	dirfd, errno := n.dir()
+	dirfd, errno := n.entryDir(name)
 	if errno != 0 {
 		return nil, errno
 	}
@@ -167,10 +164,7 @@ func (n *Node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.En
 }
 
 func (n *Node) Mknod(ctx context.Context, name string, mode, rdev uint32, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
-	if n.hidden(name) {
-		return nil, syscall.EPERM
-	}
-	dirfd, errno := n.dir()
+	dirfd, errno := n.entryDir(name)
 	if errno != 0 {
 		return nil, errno
 	}
@@ -208,10 +202,7 @@ func (n *Node) createBacking(dirfd int, name string, mode uint32) (*os.File, sys
 }
 
 func (n *Node) Create(ctx context.Context, name string, flags uint32, mode uint32, out *fuse.EntryOut) (*gofs.Inode, gofs.FileHandle, uint32, syscall.Errno) {
-	if n.hidden(name) {
-		return nil, nil, 0, syscall.EPERM
-	}
-	dirfd, errno := n.dir()
+	dirfd, errno := n.entryDir(name)
 	if errno != 0 {
 		return nil, nil, 0, errno
 	}
@@ -270,10 +261,7 @@ func (m *mount) closeOpen(of *openFile) {
 }
 
 func (n *Node) Unlink(ctx context.Context, name string) syscall.Errno {
-	if n.hidden(name) {
-		return syscall.EPERM
-	}
-	dirfd, errno := n.dir()
+	dirfd, errno := n.entryDir(name)
 	if errno != 0 {
 		return errno
 	}
@@ -290,10 +278,7 @@ func (n *Node) Unlink(ctx context.Context, name string) syscall.Errno {
 }
 
 func (n *Node) Rmdir(ctx context.Context, name string) syscall.Errno {
-	if n.hidden(name) {
-		return syscall.EPERM
-	}
-	dirfd, errno := n.dir()
+	dirfd, errno := n.entryDir(name)
 	if errno != 0 {
 		return errno
 	}
@@ -363,10 +348,7 @@ func (n *Node) Link(ctx context.Context, target gofs.InodeEmbedder, name string,
 }
 
 func (n *Node) Symlink(ctx context.Context, target, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
-	if n.hidden(name) {
-		return nil, syscall.EPERM
-	}
-	dirfd, errno := n.dir()
+	dirfd, errno := n.entryDir(name)
 	if errno != 0 {
 		return nil, errno
 	}
