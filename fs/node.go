@@ -105,12 +105,7 @@ func (n *Node) target() (target, syscall.Errno) {
 	}
 	name, parent := n.Parent()
 	if parent == nil {
-		n.mu.Lock()
-		of := n.open
-		if of != nil {
-			of.refs++
-		}
-		n.mu.Unlock()
+		of := n.holdOpen()
 		if of == nil {
 			return target{}, syscall.ENOENT
 		}
@@ -195,15 +190,9 @@ func (n *Node) overlayOpen(a *fuse.Attr) {
 // since the last handle was released). Each acquire is paired with one
 // release.
 func (n *Node) acquire() (*openFile, bool, syscall.Errno) {
-	n.mu.Lock()
-	if n.open != nil {
-		n.open.refs++
-		of := n.open
-		n.mu.Unlock()
+	if of := n.holdOpen(); of != nil {
 		return of, true, 0
 	}
-	n.mu.Unlock()
-
 	t, errno := n.target()
 	if errno != 0 {
 		return nil, false, errno
@@ -246,6 +235,18 @@ func (n *Node) adopt(of *openFile) *openFile {
 	of.file.Close()
 	of.fd.Close()
 	return n.open
+}
+
+// holdOpen takes a reference on the open blockstore file of n, if there is
+// one (nil when nothing has it open); the caller gives it back with release.
+func (n *Node) holdOpen() *openFile {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	of := n.open
+	if of != nil {
+		of.refs++
+	}
+	return of
 }
 
 // release drops one reference; the last one closes the blockstore file.

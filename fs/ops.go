@@ -26,12 +26,7 @@ func (n *Node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*go
 }
 
 func (n *Node) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	n.mu.Lock()
-	of := n.open
-	if of != nil {
-		of.refs++
-	}
-	n.mu.Unlock()
+	of := n.holdOpen()
 	if of != nil {
 		// Open regular file (possibly unlinked): fstat our own fd.
 		defer n.release(of)
@@ -134,12 +129,7 @@ func (n *Node) truncate(f gofs.FileHandle, size int64) syscall.Errno {
 
 // flushOpen writes the dirty blocks of an open regular file.
 func (n *Node) flushOpen() syscall.Errno {
-	n.mu.Lock()
-	of := n.open
-	if of != nil {
-		of.refs++
-	}
-	n.mu.Unlock()
+	of := n.holdOpen()
 	if of == nil {
 		return 0
 	}
