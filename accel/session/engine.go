@@ -1,30 +1,22 @@
 package session
 
 import (
-	"fmt"
 	"time"
 
+	"github.com/accelfs/accelfs/accel/uacce"
 	"github.com/accelfs/accelfs/codec"
 )
 
 // Direction is compress or decompress; fixed per ctx (per hardware queue).
-type Direction uint8
+// It is uacce's: the values are hisi_qm's qc_type (0 compress, 1
+// decompress), and the hardware engine passes it to the queue unchanged.
+type Direction = uacce.Direction
 
-// Directions. The values are hisi_qm's qc_type (0 compress, 1 decompress).
+// Directions.
 const (
-	Compress   Direction = 0
-	Decompress Direction = 1
+	Compress   = uacce.Compress
+	Decompress = uacce.Decompress
 )
-
-func (d Direction) String() string {
-	switch d {
-	case Compress:
-		return "compress"
-	case Decompress:
-		return "decompress"
-	}
-	return fmt.Sprintf("direction(%d)", d)
-}
 
 // Mode is sync or async; fixed per ctx.
 type Mode uint8

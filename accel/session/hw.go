@@ -61,7 +61,7 @@ func (e *hwEngine) supports(id codec.ID, _ Direction) bool {
 }
 
 func (e *hwEngine) openQueue(_ int, dir Direction, mode Mode, notify func()) (queue, error) {
-	q, err := e.p.Open(e.dev, uacce.Direction(dir))
+	q, err := e.p.Open(e.dev, dir)
 	if err != nil {
 		if errors.Is(err, uacce.ErrBusy) {
 			return nil, fmt.Errorf("%w: %w", errBusy, err)
