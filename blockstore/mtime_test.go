@@ -1,6 +1,8 @@
 package blockstore
 
 import (
+	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"testing"
@@ -70,4 +72,33 @@ func TestCommitKeepsMtime(t *testing.T) {
 		t.Fatal(err)
 	}
 	check("commit at store close")
+}
+
+// TestCommitNow: Store.Commit makes what was written visible in the
+// committed stats at once (they otherwise lag by the commit interval).
+func TestCommitNow(t *testing.T) {
+	dir := t.TempDir()
+	o := testOpts(t, 4096, codec.LZ4)
+	o.CommitInterval = -1
+	s := mustOpen(t, dir, o)
+	f := createFile(t, s, "a")
+	mustWrite(t, f, compressible(5*4096+100, 3), 0)
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.Stats().LogicalBytes; got != 0 {
+		t.Fatalf("before Commit: logical %d, want 0 (nothing committed yet)", got)
+	}
+	if err := s.Commit(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.Stats().LogicalBytes; got != 5*4096+100 {
+		t.Fatalf("after Commit: logical %d, want %d", got, 5*4096+100)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Commit(context.Background()); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Commit after Close: %v", err)
+	}
 }

@@ -554,6 +554,22 @@ type Stats struct {
 	Level        int              `json:"level"`
 }
 
+// Commit writes out and commits every file's pending changes now, as the
+// commit interval does (one group: records, fdatasync of the touched files,
+// one index transaction). `accelfs stats` calls it so its figures include
+// what was just written. A failure is also kept for the affected file's next
+// Sync, Flush or Close, as for the interval commit: the caller of Commit
+// does not own that file's data.
+func (s *Store) Commit(ctx context.Context) error {
+	s.mu.Lock()
+	closed := s.closed || s.closing
+	s.mu.Unlock()
+	if closed {
+		return fmt.Errorf("commit %s: %w", s.dir, ErrClosed)
+	}
+	return s.commitGroup(ctx, nil, true)
+}
+
 // Stats returns the committed aggregate stats plus in-memory counters; O(1).
 func (s *Store) Stats() Stats {
 	s.statsMu.Lock()
