@@ -9,7 +9,6 @@ import (
 	"os"
 	"regexp"
 	"strconv"
-	"strings"
 
 	"github.com/urfave/cli/v2"
 
@@ -105,15 +104,7 @@ var deviceName = regexp.MustCompile(`^[a-z][a-z0-9_]*-[0-9]+$`)
 
 // parseSize accepts 0, 4096, 4K, 64KiB, 1M (up to 64M).
 func parseSize(s string) (int, error) {
-	t := strings.TrimSuffix(strings.TrimSuffix(strings.ToUpper(strings.TrimSpace(s)), "IB"), "B")
-	mult := 1
-	switch {
-	case strings.HasSuffix(t, "K"):
-		mult, t = 1<<10, strings.TrimSuffix(t, "K")
-	case strings.HasSuffix(t, "M"):
-		mult, t = 1<<20, strings.TrimSuffix(t, "M")
-	}
-	n, err := strconv.Atoi(t)
+	n, mult, err := splitSize(s)
 	if err != nil || n < 0 || n*mult > 64<<20 {
 		return 0, usagef("size %q: want a number of bytes such as 4096, 4K or 1M", s)
 	}

@@ -56,17 +56,24 @@ func commitIntervalFlag() cli.Flag {
 	}
 }
 
-// parseBlockSize accepts 4096, 4K, 4k, 4KiB, 1M.
-func parseBlockSize(s string) (int, error) {
+// splitSize reads a size such as 4096, 4K, 4k, 64KiB or 1M: the number
+// and the multiplier of its suffix (1 without one).
+func splitSize(s string) (n, mult int, err error) {
 	t := strings.TrimSuffix(strings.TrimSuffix(strings.ToUpper(strings.TrimSpace(s)), "IB"), "B")
-	mult := 1
+	mult = 1
 	switch {
 	case strings.HasSuffix(t, "K"):
 		mult, t = 1<<10, strings.TrimSuffix(t, "K")
 	case strings.HasSuffix(t, "M"):
 		mult, t = 1<<20, strings.TrimSuffix(t, "M")
 	}
-	n, err := strconv.Atoi(t)
+	n, err = strconv.Atoi(t)
+	return n, mult, err
+}
+
+// parseBlockSize accepts 4096, 4K, 4k, 4KiB, 1M.
+func parseBlockSize(s string) (int, error) {
+	n, mult, err := splitSize(s)
 	if err != nil || n <= 0 {
 		return 0, usagef("--block-size %q: not a size", s)
 	}
