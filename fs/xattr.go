@@ -14,7 +14,7 @@ import (
 
 func (n *Node) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
 	if n.IsRoot() && attr == StatsXattr {
-		doc, err := n.m.statsJSON()
+		doc, err := n.m.statsJSON(ctx)
 		if err != nil {
 			return 0, n.errno("stats", "", err)
 		}
@@ -110,7 +110,14 @@ func (n *Node) sizedXattr(op string, dest []byte, call func(dest []byte) (int, e
 // statsJSON is the stats document: the blockstore's Stats fields, plus
 // the top-level keys of Options.ExtraStats (the session layer's "engines"
 // and "fallbacks").
-func (m *mount) statsJSON() ([]byte, error) {
+func (m *mount) statsJSON(ctx context.Context) ([]byte, error) {
+	// Commit first so the figures include what was just written (the index
+	// stats otherwise lag by the commit interval). A failed commit is logged
+	// and kept by the store for the files concerned; the stats of the last
+	// good commit are still correct, so they are returned anyway.
+	if err := m.store.Commit(ctx); err != nil {
+		m.log.Warn("stats: commit before reading the stats failed", "err", err)
+	}
 	base, err := json.Marshal(m.store.Stats())
 	if err != nil {
 		return nil, err
