@@ -67,6 +67,22 @@ func (p *poller) run() {
 	}
 	timer := time.NewTimer(scanEvery)
 	defer timer.Stop()
+	// wait blocks until a wake, or the next scan is due when scan is set;
+	// false when the layer stops.
+	wait := func(scan bool) bool {
+		var tc <-chan time.Time
+		if scan {
+			timer.Reset(scanEvery)
+			tc = timer.C
+		}
+		select {
+		case <-p.wake:
+		case <-tc:
+		case <-p.l.stopCh:
+			return false
+		}
+		return true
+	}
 	for {
 		n := 0
 		for _, c := range p.ctxs {
@@ -87,15 +103,7 @@ func (p *poller) run() {
 			// Nothing can complete without a wake: block. A submit kicks
 			// after it raised inflight, so no wake-up is lost. A dead ctx
 			// waiting for revival needs the periodic scan even when idle.
-			var tc <-chan time.Time
-			if hw && p.anyDead() {
-				timer.Reset(scanEvery)
-				tc = timer.C
-			}
-			select {
-			case <-p.wake:
-			case <-tc:
-			case <-p.l.stopCh:
+			if !wait(hw && p.anyDead()) {
 				return
 			}
 			continue
@@ -103,15 +111,7 @@ func (p *poller) run() {
 		if p.notify {
 			// Completions kick us; hardware work in flight still needs the
 			// periodic timeout scan.
-			var tc <-chan time.Time
-			if hw {
-				timer.Reset(scanEvery)
-				tc = timer.C
-			}
-			select {
-			case <-p.wake:
-			case <-tc:
-			case <-p.l.stopCh:
+			if !wait(hw) {
 				return
 			}
 			continue
