@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -82,12 +81,7 @@ Examples:
 				return err
 			}
 			if c.Bool("json") {
-				b, err := json.MarshalIndent(rep, "", "  ")
-				if err != nil {
-					return err
-				}
-				_, err = fmt.Fprintf(c.App.Writer, "%s\n", b)
-				return err
+				return printJSON(c.App.Writer, rep)
 			}
 			return printBench(c.App.Writer, rep)
 		},

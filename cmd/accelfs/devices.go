@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"strings"
 	"text/tabwriter"
@@ -69,12 +68,7 @@ Examples:
 			}
 			w := c.App.Writer
 			if c.Bool("json") {
-				b, err := json.MarshalIndent(infos, "", "  ")
-				if err != nil {
-					return err
-				}
-				_, err = fmt.Fprintf(w, "%s\n", b)
-				return err
+				return printJSON(w, infos)
 			}
 			if len(infos) == 0 {
 				_, err := fmt.Fprintln(w, "no uacce devices (the CPU engine is used; try --accel emu)")

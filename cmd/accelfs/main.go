@@ -1,8 +1,10 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 
 	"github.com/urfave/cli/v2"
@@ -110,4 +112,14 @@ func needArgs(c *cli.Context, n int) error {
 			c.Command.Name, n, c.Command.ArgsUsage, c.NArg(), c.Command.Name)
 	}
 	return nil
+}
+
+// printJSON writes v to w as indented JSON and a newline.
+func printJSON(w io.Writer, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(w, "%s\n", b)
+	return err
 }
