@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 
 	"github.com/urfave/cli/v2"
 )
@@ -112,6 +113,14 @@ func needArgs(c *cli.Context, n int) error {
 			c.Command.Name, n, c.Command.ArgsUsage, c.NArg(), c.Command.Name)
 	}
 	return nil
+}
+
+// absArg is the command's one argument (needArgs), as an absolute path.
+func absArg(c *cli.Context) (string, error) {
+	if err := needArgs(c, 1); err != nil {
+		return "", err
+	}
+	return filepath.Abs(c.Args().First())
 }
 
 // printJSON writes v to w as indented JSON and a newline.

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"syscall"
@@ -36,10 +35,7 @@ Examples:
 			&cli.BoolFlag{Name: "json", Usage: "print the raw JSON document"},
 		},
 		Action: func(c *cli.Context) error {
-			if err := needArgs(c, 1); err != nil {
-				return err
-			}
-			mnt, err := filepath.Abs(c.Args().First())
+			mnt, err := absArg(c)
 			if err != nil {
 				return err
 			}

@@ -35,10 +35,7 @@ Examples:
 			&cli.DurationFlag{Name: "wait", Value: time.Minute, Usage: "how long to wait for the server to commit and exit (0: do not wait)"},
 		},
 		Action: func(c *cli.Context) error {
-			if err := needArgs(c, 1); err != nil {
-				return err
-			}
-			mnt, err := filepath.Abs(c.Args().First())
+			mnt, err := absArg(c)
 			if err != nil {
 				return err
 			}
