@@ -26,17 +26,11 @@ func (n *Node) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, 
 		}
 		return uint32(copy(dest, doc)), 0
 	}
-	t, errno := n.xattrTarget()
-	if errno != 0 {
-		return 0, errno
-	}
-	defer t.release()
-	get := unix.Lgetxattr
-	if t.follow {
-		get = unix.Getxattr
-	}
-	return n.sizedXattr("getxattr", dest, func(dest []byte) (int, error) {
-		return get(t.procPath(), attr, dest)
+	return n.sizedXattr("getxattr", dest, func(t *target, dest []byte) (int, error) {
+		if t.follow {
+			return unix.Getxattr(t.procPath(), attr, dest)
+		}
+		return unix.Lgetxattr(t.procPath(), attr, dest)
 	})
 }
 
@@ -71,17 +65,11 @@ func (n *Node) Removexattr(ctx context.Context, attr string) syscall.Errno {
 }
 
 func (n *Node) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errno) {
-	t, errno := n.xattrTarget()
-	if errno != 0 {
-		return 0, errno
-	}
-	defer t.release()
-	list := unix.Llistxattr
-	if t.follow {
-		list = unix.Listxattr
-	}
-	return n.sizedXattr("listxattr", dest, func(dest []byte) (int, error) {
-		return list(t.procPath(), dest)
+	return n.sizedXattr("listxattr", dest, func(t *target, dest []byte) (int, error) {
+		if t.follow {
+			return unix.Listxattr(t.procPath(), dest)
+		}
+		return unix.Llistxattr(t.procPath(), dest)
 	})
 }
 
@@ -94,12 +82,18 @@ func (n *Node) xattrTarget() (target, syscall.Errno) {
 	return n.target()
 }
 
-// sizedXattr runs a get or list call into dest; on ERANGE it calls again
-// with no buffer to tell the kernel the size it needs.
-func (n *Node) sizedXattr(op string, dest []byte, call func(dest []byte) (int, error)) (uint32, syscall.Errno) {
-	sz, err := call(dest)
+// sizedXattr runs a get or list call on the xattr target of n into dest;
+// on ERANGE it calls again with no buffer to tell the kernel the size it
+// needs.
+func (n *Node) sizedXattr(op string, dest []byte, call func(t *target, dest []byte) (int, error)) (uint32, syscall.Errno) {
+	t, errno := n.xattrTarget()
+	if errno != 0 {
+		return 0, errno
+	}
+	defer t.release()
+	sz, err := call(&t, dest)
 	if err == syscall.ERANGE {
-		sz, _ = call(nil)
+		sz, _ = call(&t, nil)
 	}
 	if err != nil {
 		return uint32(max(sz, 0)), n.errno(op, "", err)
