@@ -3,7 +3,9 @@ package blockstore
 import (
 	"context"
 	"fmt"
-	"sort"
+	"iter"
+	"maps"
+	"slices"
 )
 
 // Size returns the logical size.
@@ -259,52 +261,14 @@ func (f *File) PunchHole(off, n int64) error {
 // pending, committing or committed state. Caller holds mu.
 func (e *inode) stateBlocks(first, last int64) []int64 {
 	set := map[int64]struct{}{}
-	for _, m := range []func(yield func(int64) bool){e.dirtyKeys, e.pendingKeys, e.committingKeys, e.committedKeys} {
-		m(func(b int64) bool {
+	for _, keys := range []iter.Seq[int64]{maps.Keys(e.dirty), maps.Keys(e.pending), maps.Keys(e.committing), maps.Keys(e.committed)} {
+		for b := range keys {
 			if b >= first && b <= last {
 				set[b] = struct{}{}
 			}
-			return true
-		})
-	}
-	l := make([]int64, 0, len(set))
-	for b := range set {
-		l = append(l, b)
-	}
-	sort.Slice(l, func(i, j int) bool { return l[i] < l[j] })
-	return l
-}
-
-func (e *inode) dirtyKeys(yield func(int64) bool) {
-	for b := range e.dirty {
-		if !yield(b) {
-			return
 		}
 	}
-}
-
-func (e *inode) pendingKeys(yield func(int64) bool) {
-	for b := range e.pending {
-		if !yield(b) {
-			return
-		}
-	}
-}
-
-func (e *inode) committingKeys(yield func(int64) bool) {
-	for b := range e.committing {
-		if !yield(b) {
-			return
-		}
-	}
-}
-
-func (e *inode) committedKeys(yield func(int64) bool) {
-	for b := range e.committed {
-		if !yield(b) {
-			return
-		}
-	}
+	return slices.Sorted(maps.Keys(set))
 }
 
 // Allocate applies fallocate mode 0 (keepSize false: the size grows to at
@@ -341,17 +305,12 @@ func (e *inode) dataBlocks(from int64) []int64 {
 			set[b] = true
 		}
 	}
-	for b := range e.committed {
-		if b >= from {
-			if _, ok := e.current(b); ok {
-				set[b] = true
-			}
-		}
-	}
-	for b := range e.committing {
-		if b >= from {
-			if _, ok := e.current(b); ok {
-				set[b] = true
+	for _, keys := range []iter.Seq[int64]{maps.Keys(e.committed), maps.Keys(e.committing)} {
+		for b := range keys {
+			if b >= from {
+				if _, ok := e.current(b); ok {
+					set[b] = true
+				}
 			}
 		}
 	}
@@ -360,12 +319,7 @@ func (e *inode) dataBlocks(from int64) []int64 {
 			set[b] = true
 		}
 	}
-	l := make([]int64, 0, len(set))
-	for b := range set {
-		l = append(l, b)
-	}
-	sort.Slice(l, func(i, j int) bool { return l[i] < l[j] })
-	return l
+	return slices.Sorted(maps.Keys(set))
 }
 
 // SeekData returns the first offset >= off that is in a block holding data
