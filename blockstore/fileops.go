@@ -101,12 +101,15 @@ func (f *File) Close() error {
 		return err
 	}
 	e.mu.Lock()
-	needCommit := !e.closed && (e.unlinked || e.hasChanges())
+	// unlinked is read under mu: Unlinked sets it concurrently. If it is set
+	// after this point, Unlinked sees refs == 0 and commits the drop itself.
+	unlinked := e.unlinked
+	needCommit := !e.closed && (unlinked || e.hasChanges())
 	if !needCommit {
 		s.releaseIdle([]*inode{e})
 	}
 	e.mu.Unlock()
-	if needCommit && e.unlinked {
+	if needCommit && unlinked {
 		if cerr := s.commit(context.Background(), e); err == nil {
 			err = cerr
 		}

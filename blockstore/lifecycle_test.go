@@ -543,3 +543,47 @@ func TestDuplicateIDNotAliased(t *testing.T) {
 	a2.Close()
 	a.Close()
 }
+
+// TestUnlinkedConcurrentWithClose runs Unlinked and the last File.Close
+// at the same time, many times: under -race this caught Close reading the
+// unlinked flag outside the inode lock; every round must end with the
+// entries dropped and fsck clean.
+func TestUnlinkedConcurrentWithClose(t *testing.T) {
+	dir := t.TempDir()
+	s := mustOpen(t, dir, testOpts(t, 4096, codec.LZ4))
+	defer s.Close()
+	for i := 0; i < 30; i++ {
+		name := fmt.Sprintf("f%d", i)
+		f := createFile(t, s, name)
+		mustWrite(t, f, compressible(9000, i), 0)
+		path := filepath.Join(dir, name)
+		held, err := os.Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Remove(path); err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		wg.Add(2)
+		go func() { defer wg.Done(); f.Close() }()
+		go func() {
+			defer wg.Done()
+			if err := s.Unlinked(held); err != nil {
+				t.Errorf("Unlinked: %v", err)
+			}
+		}()
+		wg.Wait()
+		held.Close()
+	}
+	if err := s.Commit(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if st := s.Stats(); st.Files != 0 || st.LogicalBytes != 0 {
+		t.Fatalf("entries not dropped: %+v", st)
+	}
+	rep, err := s.Fsck(FsckOptions{})
+	if err != nil || !rep.Clean() {
+		t.Fatalf("fsck: %v %v", err, rep)
+	}
+}
