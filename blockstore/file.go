@@ -82,6 +82,10 @@ type inode struct {
 	// the logical size are zero), not yet written to the backing file.
 	dirty map[int64][]byte
 
+	// prefetching is set while a prefetch goroutine of this inode is
+	// started or running (at most one per inode; see startPrefetch).
+	prefetching atomic.Bool
+
 	// lastEnd is where the current sequential stream of reads has got to
 	// (the furthest end of its reads; sequential detection for readahead).
 	// Atomic: readers share mu.
@@ -632,6 +636,16 @@ func (f *File) ReadAtContext(ctx context.Context, p []byte, off int64) (int, err
 	if e.s.readahead > 0 && len(spans) > 0 && e.sequential(off, off+int64(n)) {
 		raFrom = spans[len(spans)-1].Block + 1
 		raTo = min(numBlocks(e.size, bs), raFrom+int64(e.s.readahead))
+		if off > 0 && raFrom < raTo {
+			// Asynchronous readahead: the read fetches only its own
+			// blocks, a background prefetch fetches the next ones
+			// (started first, so that both run at once).
+			e.startPrefetch(raFrom, raTo)
+			raFrom, raTo = 0, 0
+		}
+		// A stream starting at offset 0 reads its first window
+		// synchronously (like the kernel's initial readahead): the
+		// readahead is then in the cache when the read returns.
 	}
 	for len(todo) > 0 || raFrom < raTo {
 		var err error
@@ -735,7 +749,7 @@ func (e *inode) readBlocks(ctx context.Context, p []byte, todo []wanted, raFrom,
 		copyBlock(p[w.sp.Pos:w.sp.Pos+w.sp.Len], hitD[i], w.sp.InBlock)
 	}
 	if len(mine) > 0 {
-		if err := e.fetchFlights(ctx, mine, fls); err != nil {
+		if err := e.fetchFlights(ctx, e.s.cache, mine, fls); err != nil {
 			return nil, err
 		}
 		for i, w := range mineW {
@@ -778,10 +792,10 @@ func (e *inode) takeOff(b int64, en entry) *flight {
 }
 
 // fetchFlights fetches fs (see fetch) for the flights fls registered for
-// them, caches the blocks fetched and lands the flights: each gets its
+// them, caches the blocks fetched (in c, the store's cache) and lands the flights: each gets its
 // block's data or error (the whole fetch's error if it failed), is removed
 // from the table and released. Caller holds mu shared.
-func (e *inode) fetchFlights(ctx context.Context, fs []*fetched, fls []*flight) (err error) {
+func (e *inode) fetchFlights(ctx context.Context, c *blockCache, fs []*fetched, fls []*flight) (err error) {
 	err = errFetchAbandoned
 	defer func() {
 		if err == nil {
@@ -789,7 +803,7 @@ func (e *inode) fetchFlights(ctx context.Context, fs []*fetched, fls []*flight) 
 			// finds the flight finds the block in the cache.
 			for _, fe := range fs {
 				if fe.err == nil {
-					e.s.cache.put(cacheKey{e.id, fe.block, fe.en.Gen}, fe.data)
+					c.put(cacheKey{e.id, fe.block, fe.en.Gen}, fe.data)
 				}
 			}
 		}
@@ -812,6 +826,89 @@ func (e *inode) fetchFlights(ctx context.Context, fs []*fetched, fls []*flight) 
 	err = e.fetch(ctx, fs)
 	return err
 }
+
+// startPrefetch starts the asynchronous readahead of blocks from..to-1: a
+// goroutine that fetches those of them that are neither cached nor being
+// fetched, registered in flights like any fetch (readers that need one of
+// them wait for it). It does nothing when this inode already has a prefetch
+// running, the store-wide limit (Store.pfSlots) is reached or the store is
+// closing. The goroutine is owned by the store (Store.pfWG, cancelled and
+// waited for by Close). Its errors are dropped: a reader that needs the
+// block fetches it again and sees the error. Caller holds mu shared.
+func (e *inode) startPrefetch(from, to int64) {
+	s := e.s
+	if !e.prefetching.CompareAndSwap(false, true) {
+		return
+	}
+	select {
+	case s.pfSlots <- struct{}{}:
+	default:
+		e.prefetching.Store(false)
+		return
+	}
+	s.mu.Lock() // inode.mu -> Store.mu (lock order)
+	if s.closed || s.closing {
+		s.mu.Unlock()
+		<-s.pfSlots
+		e.prefetching.Store(false)
+		return
+	}
+	s.pfWG.Add(1) // before closing is set: Close's Wait sees it
+	s.mu.Unlock()
+	c := s.cache
+	go e.prefetch(c, from, to)
+}
+
+// prefetch is the goroutine of startPrefetch. It holds mu shared for its
+// whole fetch (so flights stay empty whenever mu is held exclusively; a
+// writer waits for one bounded batch) and looks at the inode afresh under
+// it: the range is clipped to the current size, and a closed inode or a
+// cancelled store context stops it.
+func (e *inode) prefetch(c *blockCache, from, to int64) {
+	s := e.s
+	defer s.pfWG.Done()
+	defer func() { <-s.pfSlots }()
+	defer e.prefetching.Store(false)
+	ctx := s.pfCtx
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	if e.closed || ctx.Err() != nil {
+		return
+	}
+	to = min(to, numBlocks(e.size, s.bs))
+	var (
+		fs  []*fetched
+		fls []*flight
+	)
+	e.flightMu.Lock()
+	if e.flights == nil {
+		e.flights = make(map[flightKey]*flight)
+	}
+	for b := from; b < to; b++ {
+		if _, ok := e.dirty[b]; ok {
+			continue
+		}
+		en, ok := e.current(b)
+		if !ok || en.bad != nil || e.flights[flightKey{b, en.Gen}] != nil || c.has(cacheKey{e.id, b, en.Gen}) {
+			continue
+		}
+		fs = append(fs, &fetched{block: b, en: en})
+		fls = append(fls, e.takeOff(b, en))
+	}
+	e.flightMu.Unlock()
+	// In small batches, each landed as soon as it is done: a reader
+	// waiting for the first prefetched block does not wait for the whole
+	// window. Errors are dropped (see startPrefetch).
+	for len(fs) > 0 {
+		k := min(len(fs), prefetchBatch)
+		_ = e.fetchFlights(ctx, c, fs[:k], fls[:k])
+		fs, fls = fs[k:], fls[k:]
+	}
+}
+
+// prefetchBatch is the number of blocks a prefetch fetches per Compressor
+// batch.
+const prefetchBatch = 2
 
 // copyBlock fills dst from a decoded block's data starting at in; bytes past
 // the data's end are zeros.

@@ -126,6 +126,15 @@ type Store struct {
 	kick     chan struct{} // kick: commit everything now
 	wg       sync.WaitGroup
 
+	// Prefetch goroutines (asynchronous readahead, inode.startPrefetch):
+	// at most one per inode and cap(pfSlots) in all. pfWG.Add happens
+	// under mu while neither closing nor closed; Close and abandon cancel
+	// pfCtx and wait for pfWG.
+	pfCtx    context.Context
+	pfCancel context.CancelFunc
+	pfSlots  chan struct{}
+	pfWG     sync.WaitGroup
+
 	// bufs recycles block-sized scratch buffers (compression output,
 	// record assembly, record reads); each has capacity bufCap().
 	bufs sync.Pool
@@ -325,7 +334,9 @@ func openLocked(dir, meta string, db *bolt.DB, o *Options) (*Store, error) {
 		stop:     make(chan struct{}),
 		pressure: make(chan struct{}, 1),
 		kick:     make(chan struct{}, 1),
+		pfSlots:  make(chan struct{}, max(2, runtime.GOMAXPROCS(0))),
 	}
+	s.pfCtx, s.pfCancel = context.WithCancel(context.Background())
 	if s.comp == nil {
 		s.comp = NewCPUCompressor(runtime.GOMAXPROCS(0))
 	}
@@ -359,6 +370,7 @@ func openLocked(dir, meta string, db *bolt.DB, o *Options) (*Store, error) {
 		s.log.Warn("blockstore: the store has no index, rebuilding it from the backing files", "store", dir)
 		rep, err := s.Fsck(FsckOptions{Rebuild: true})
 		if err != nil {
+			s.pfCancel()
 			return nil, fmt.Errorf("rebuild missing index: %w", err) // Open closes db
 		}
 		s.rebuiltAtOpen = rep
@@ -389,6 +401,8 @@ func (s *Store) Close() error {
 	s.closing = true
 	s.mu.Unlock()
 	close(s.stop)
+	s.pfCancel()
+	s.pfWG.Wait()
 	s.wg.Wait()
 	err := s.commit(context.Background(), nil)
 	s.commitMu.Lock()
@@ -431,6 +445,8 @@ func (s *Store) abandon() {
 	s.closed = true
 	s.mu.Unlock()
 	close(s.stop)
+	s.pfCancel()
+	s.pfWG.Wait()
 	s.wg.Wait()
 	s.commitMu.Lock()
 	defer s.commitMu.Unlock()
