@@ -31,47 +31,38 @@ func TestCommitKeepsMtime(t *testing.T) {
 			t.Fatalf("%s: backing mtime %v, want %v", step, st.ModTime().UTC(), want)
 		}
 	}
+	// step changes the file, writes it out without committing, sets the
+	// mtime as tar would, then lets commit run the store's own writes.
+	step := func(name string, change func() error, commit func() error) {
+		t.Helper()
+		if err := change(); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(path, want, want); err != nil {
+			t.Fatal(err)
+		}
+		if err := commit(); err != nil {
+			t.Fatal(err)
+		}
+		check(name)
+	}
+	write := func(seed int) func() error {
+		return func() error { _, err := f.WriteAt(compressible(3*4096, seed), 0); return err }
+	}
 	// New file: the commit writes the size hint.
-	mustWrite(t, f, compressible(3*4096, 1), 0)
-	if err := f.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chtimes(path, want, want); err != nil {
-		t.Fatal(err)
-	}
-	if err := f.Sync(); err != nil {
-		t.Fatal(err)
-	}
-	check("first commit (size hint)")
+	step("first commit (size hint)", write(1), f.Sync)
 	// Overwrite: the commit punches the superseded records.
-	mustWrite(t, f, compressible(3*4096, 2), 0)
-	if err := f.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chtimes(path, want, want); err != nil {
-		t.Fatal(err)
-	}
-	if err := f.Sync(); err != nil {
-		t.Fatal(err)
-	}
-	check("second commit (punch)")
+	step("second commit (punch)", write(2), f.Sync)
 	// Shrink and close: size hint again, through the store's own commit.
-	if err := f.Truncate(100); err != nil {
-		t.Fatal(err)
-	}
-	if err := f.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chtimes(path, want, want); err != nil {
-		t.Fatal(err)
-	}
-	if err := f.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	check("commit at store close")
+	step("commit at store close", func() error { return f.Truncate(100) }, func() error {
+		if err := f.Close(); err != nil {
+			return err
+		}
+		return s.Close()
+	})
 }
 
 // TestCommitNow: Store.Commit makes what was written visible in the
