@@ -158,20 +158,22 @@ func statAt(dirfd int, name string, flags int) (syscall.Stat_t, uint64, error) {
 		return syscall.Stat_t{}, 0, err
 	}
 	st := syscall.Stat_t{
-		Dev:     unix.Mkdev(sx.Dev_major, sx.Dev_minor),
-		Ino:     sx.Ino,
-		Nlink:   uint64(sx.Nlink),
-		Mode:    uint32(sx.Mode),
-		Uid:     sx.Uid,
-		Gid:     sx.Gid,
-		Rdev:    unix.Mkdev(sx.Rdev_major, sx.Rdev_minor),
-		Size:    int64(sx.Size),
-		Blksize: int64(sx.Blksize),
-		Blocks:  int64(sx.Blocks),
-		Atim:    syscall.Timespec{Sec: sx.Atime.Sec, Nsec: int64(sx.Atime.Nsec)},
-		Mtim:    syscall.Timespec{Sec: sx.Mtime.Sec, Nsec: int64(sx.Mtime.Nsec)},
-		Ctim:    syscall.Timespec{Sec: sx.Ctime.Sec, Nsec: int64(sx.Ctime.Nsec)},
+		Dev:    unix.Mkdev(sx.Dev_major, sx.Dev_minor),
+		Ino:    sx.Ino,
+		Mode:   uint32(sx.Mode),
+		Uid:    sx.Uid,
+		Gid:    sx.Gid,
+		Rdev:   unix.Mkdev(sx.Rdev_major, sx.Rdev_minor),
+		Size:   int64(sx.Size),
+		Blocks: int64(sx.Blocks),
+		Atim:   syscall.Timespec{Sec: sx.Atime.Sec, Nsec: int64(sx.Atime.Nsec)},
+		Mtim:   syscall.Timespec{Sec: sx.Mtime.Sec, Nsec: int64(sx.Mtime.Nsec)},
+		Ctim:   syscall.Timespec{Sec: sx.Ctime.Sec, Nsec: int64(sx.Ctime.Nsec)},
 	}
+	// Nlink and Blksize differ in width between architectures (arm64: 32
+	// bits), so they are set through setInt rather than a fixed conversion.
+	setInt(&st.Nlink, sx.Nlink)
+	setInt(&st.Blksize, sx.Blksize)
 	gen := uint64(1)
 	if sx.Mask&unix.STATX_BTIME != 0 && (sx.Btime.Sec != 0 || sx.Btime.Nsec != 0) {
 		gen = uint64(sx.Btime.Sec)*1e9 + uint64(sx.Btime.Nsec)
@@ -203,4 +205,10 @@ func openFileAt(dirfd int, name string, flags int) (int, error) {
 		fd, err = unix.Openat(dirfd, name, flags, 0)
 	}
 	return fd, err
+}
+
+// setInt stores v in *dst whatever the width of dst's type on this
+// architecture.
+func setInt[T ~int32 | ~int64 | ~uint32 | ~uint64, V ~uint32 | ~uint64](dst *T, v V) {
+	*dst = T(v)
 }
