@@ -468,7 +468,9 @@ func TestPunchHoleManyBlocks(t *testing.T) {
 	if err := f.PunchHole(0, n*4096); err != nil {
 		t.Fatal(err)
 	}
-	if d := time.Since(start); d > 3*time.Second {
+	// 30 s: far above linear (ms) for a busy machine, still far below
+	// quadratic (n² map operations, minutes).
+	if d := time.Since(start); d > 30*time.Second {
 		t.Fatalf("PunchHole of %d blocks took %v", n, d)
 	}
 	e.mu.Lock()

@@ -109,7 +109,7 @@ func TestNoGoroutineLeak(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(2 * time.Second)
+	deadline := time.Now().Add(10 * time.Second)
 	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
 		time.Sleep(time.Millisecond)
 	}
@@ -128,7 +128,7 @@ func TestCommitInterval(t *testing.T) {
 	f := createFile(t, s, "a")
 	want := compressible(10000, 3)
 	mustWrite(t, f, want, 0)
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(time.Minute)
 	for s.Stats().LogicalBytes != int64(len(want)) && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
 	}

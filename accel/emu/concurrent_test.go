@@ -86,7 +86,9 @@ func hammer(t *testing.T, z *qm.ZipQueue, dir uacce.Direction, n, submitters int
 	go func() { // the one poller
 		defer pollerWG.Done()
 		count := 0
-		deadline := time.Now().Add(30 * time.Second)
+		// stuck = no completion for noProgress (not a total time)
+		const noProgress = 60 * time.Second
+		deadline := time.Now().Add(noProgress)
 		for count < n {
 			k, err := z.Poll(0, func(r *qm.ZipRequest) {
 				if _, dup := delivered.LoadOrStore(r, true); dup {
@@ -98,7 +100,9 @@ func hammer(t *testing.T, z *qm.ZipQueue, dir uacce.Direction, n, submitters int
 				t.Errorf("poll: %v", err)
 				return
 			}
-			if k == 0 {
+			if k > 0 {
+				deadline = time.Now().Add(noProgress)
+			} else {
 				if time.Now().After(deadline) {
 					t.Errorf("poller stuck at %d of %d", count, n)
 					close(stop)

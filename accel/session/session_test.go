@@ -391,7 +391,7 @@ func TestTimeout(t *testing.T) {
 		if err := s.Do(context.Background(), r); err != nil {
 			t.Fatal(err)
 		}
-		if r.Engine != "cpu" || time.Since(start) > 2*time.Second {
+		if r.Engine != "cpu" || time.Since(start) > time.Minute { // "retired", not "never"
 			t.Fatalf("pollers %d: engine %q after %v", pollers, r.Engine, time.Since(start))
 		}
 		checkCompressed(t, codec.Deflate, src, r.Out)
@@ -515,7 +515,7 @@ func TestNoPollers(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(60 * time.Second) // hang guard
 	for n.Load() < 10 && time.Now().Before(deadline) {
 		l.Poll(0)
 	}
@@ -584,7 +584,7 @@ func TestPollersPinnedPerNode(t *testing.T) {
 	if len(l.pollers) != 2*2+2 { // cpu: 1 per node; hw: 2 per node
 		t.Fatalf("%d pollers", len(l.pollers))
 	}
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(60 * time.Second) // hang guard
 	for _, p := range l.pollers {
 		var got *[]int
 		for got = p.pinned.Load(); got == nil && time.Now().Before(deadline); got = p.pinned.Load() {
@@ -689,7 +689,7 @@ func TestDeviceOnUnlistedNode(t *testing.T) {
 		}
 		select {
 		case <-done:
-		case <-time.After(5 * time.Second):
+		case <-time.After(60 * time.Second):
 			t.Fatal("async request on a device of an unlisted node never completed")
 		}
 		if r.Engine != "hisi_zip-0" {
@@ -729,7 +729,7 @@ func TestSubmitAndDoFromCallback(t *testing.T) {
 	go func() { wg.Wait(); close(done) }()
 	select {
 	case <-done:
-	case <-time.After(10 * time.Second):
+	case <-time.After(60 * time.Second):
 		t.Fatal("deadlock: callbacks that submit never finished")
 	}
 	if bad.Load() != 0 {
@@ -849,7 +849,7 @@ func TestStaleCompletionAfterRevive(t *testing.T) {
 	}
 	// The old queue's completion for tag 0 arrives late.
 	c.finish(completion{tag: 0, out: []byte("garbage")}, oldGen)
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(60 * time.Second) // hang guard
 	for {
 		l.Poll(0)
 		select {

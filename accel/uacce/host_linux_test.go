@@ -50,7 +50,8 @@ func TestSysKernelPollBounded(t *testing.T) {
 	for _, to := range []time.Duration{-time.Hour, -time.Nanosecond, 0, 200 * time.Microsecond} {
 		start := time.Now()
 		ready, _, err := sysKernel{}.Poll(fd, to)
-		if ready || err != nil || time.Since(start) > time.Second {
+		// 30 s: "returned, not forever" (a busy machine may be slow)
+		if ready || err != nil || time.Since(start) > 30*time.Second {
 			t.Fatalf("timeout %v: ready %v err %v after %v", to, ready, err, time.Since(start))
 		}
 	}
