@@ -472,6 +472,22 @@ func (l *Layer) HardwareFor(algo codec.ID, dir Direction) bool {
 	return false
 }
 
+// HardwareSupport counts the hardware engines in service (live ctxs, not
+// idle) and how many of them support algo in dir: what `--algo auto`
+// weighs.
+func (l *Layer) HardwareSupport(algo codec.ID, dir Direction) (supporting, inService int) {
+	for _, es := range l.engines[1:] {
+		if es.nctx == 0 || es.idle.Load() != nil {
+			continue
+		}
+		inService++
+		if es.e.supports(algo, dir) {
+			supporting++
+		}
+	}
+	return supporting, inService
+}
+
 // Topology returns the NUMA topology in use.
 func (l *Layer) Topology() Topology { return l.topo }
 
