@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
-	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -550,20 +549,21 @@ func (l *Layer) shutdown() error {
 }
 
 // pick returns a live ctx of es for (node, mode, dir) by round-robin,
-// preferring node, else the lowest other node that has one; nil if none.
-func (es *engState) pick(node int, mode Mode, dir Direction) *hctx {
+// preferring node, else the nearest other node that has one (NUMA distance,
+// then id); nil if none.
+func (es *engState) pick(topo Topology, node int, mode Mode, dir Direction) *hctx {
 	if c := es.regions[regionKey{node, mode, dir}].pickLive(); c != nil {
 		return c
 	}
-	var keys []regionKey
+	var ids []int
 	for k := range es.regions {
 		if k.mode == mode && k.dir == dir && k.node != node {
-			keys = append(keys, k)
+			ids = append(ids, k.node)
 		}
 	}
-	sort.Slice(keys, func(i, j int) bool { return keys[i].node < keys[j].node })
-	for _, k := range keys {
-		if c := es.regions[k].pickLive(); c != nil {
+	topo.nearer(node, ids)
+	for _, id := range ids {
+		if c := es.regions[regionKey{id, mode, dir}].pickLive(); c != nil {
 			return c
 		}
 	}
