@@ -30,7 +30,10 @@ type Config struct {
 	// VerifyCompression decodes every device-compressed block on the CPU
 	// before it is delivered (session.WithVerifyCompression).
 	VerifyCompression bool
-	Logger            *slog.Logger // nil = slog.Default()
+	// AsyncOnly sends single-block requests through the async path too
+	// (session.WithSyncSingle(false)); for measuring the sync mode.
+	AsyncOnly bool
+	Logger    *slog.Logger // nil = slog.Default()
 }
 
 // Set is what a mode selected: the provider that opens the devices' queues
@@ -157,6 +160,9 @@ func (cfg Config) Options(set *Set) []session.Option {
 	}
 	if cfg.VerifyCompression {
 		opts = append(opts, session.WithVerifyCompression(true))
+	}
+	if cfg.AsyncOnly {
+		opts = append(opts, session.WithSyncSingle(false))
 	}
 	log := cfg.Logger
 	if log == nil {

@@ -475,7 +475,8 @@ func TestRunSpreadsOverQueues(t *testing.T) {
 func TestLoadBalance(t *testing.T) {
 	for _, offload := range []bool{true, false} {
 		d := newEmu(t, emu.Options{})
-		l := emuLayer(t, d, WithThreshold(16<<10, 16<<10), WithCPUOffload(offload))
+		// one-job batches async too: the warm-up below must teach the async ctx
+		l := emuLayer(t, d, WithThreshold(16<<10, 16<<10), WithCPUOffload(offload), WithSyncSingle(false))
 		src := testData(rand.New(rand.NewSource(18)), 0, 64<<10)
 		// device sample first; the CPU learns from a probe during the batch
 		if err := l.Run(context.Background(), []*Job{{Algo: codec.Deflate, Src: src}}); err != nil {

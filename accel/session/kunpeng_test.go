@@ -153,3 +153,37 @@ func TestForeignQNNotFatal(t *testing.T) {
 		t.Fatalf("fallbacks %v, engine %+v", m.Fallbacks, m.Engines["hisi_zip-0"])
 	}
 }
+
+// A batch of one job (a small random read or write) runs in sync mode:
+// the caller polls or parks on a sync ctx (counted as sync_polled or
+// sync_parked); a batch of several stays async (neither counter moves).
+func TestRunSingleJobIsSync(t *testing.T) {
+	for _, single := range []bool{true, false} {
+		l := emuLayer(t, profileEmu(t, "kunpeng920"), WithThreshold(0, 0), WithCPUOffload(false), WithSyncSingle(single))
+		src := testData(rand.New(rand.NewSource(6)), 0, 32<<10)
+		j := &Job{Algo: codec.Zlib, Src: src}
+		if err := l.Run(context.Background(), []*Job{j}); err != nil || j.Err != nil || j.Engine != "hisi_zip-0" {
+			t.Fatalf("single job: %v %v on %q", err, j.Err, j.Engine)
+		}
+		checkCompressed(t, codec.Zlib, src, j.Out)
+		hw := l.Metrics().Engines["hisi_zip-0"]
+		if got := hw.SyncPolled + hw.SyncParked; (got == 1) != single {
+			t.Fatalf("sync single %v: polled %d parked %d", single, hw.SyncPolled, hw.SyncParked)
+		}
+		jobs := []*Job{{Algo: codec.Zlib, Src: src}, {Algo: codec.Zlib, Src: src}}
+		if err := l.Run(context.Background(), jobs); err != nil {
+			t.Fatal(err)
+		}
+		if hw2 := l.Metrics().Engines["hisi_zip-0"]; hw2.SyncPolled+hw2.SyncParked != hw.SyncPolled+hw.SyncParked {
+			t.Fatalf("a batch of two went through sync ctxs: %+v", hw2)
+		}
+	}
+	// cancellation before submission: the job and Run report it
+	l := emuLayer(t, profileEmu(t, "kunpeng920"))
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	j := &Job{Algo: codec.Zlib, Src: []byte("x")}
+	if err := l.Run(ctx, []*Job{j}); err != context.Canceled || j.Err != context.Canceled {
+		t.Fatalf("cancelled: %v %v", err, j.Err)
+	}
+}

@@ -48,6 +48,8 @@ type config struct {
 	noOffload  bool
 	verify     bool
 	noSelfTest bool
+	// noSyncSingle: Run sends a one-job batch through the async path too.
+	noSyncSingle bool
 }
 
 func defaultConfig() config {
@@ -224,4 +226,12 @@ func WithVerifyCompression(on bool) Option {
 // tests of timeouts on deliberately slow devices turn it off.
 func WithSelfTest(on bool) Option {
 	return func(c *config) error { c.noSelfTest = !on; return nil }
+}
+
+// WithSyncSingle sets whether Run sends a batch of exactly one job (a small
+// random read or write) through a sync ctx (poll while the expected time is
+// short, park when long) rather than the async path. Default true;
+// false is for measuring the difference.
+func WithSyncSingle(on bool) Option {
+	return func(c *config) error { c.noSyncSingle = !on; return nil }
 }

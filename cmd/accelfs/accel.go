@@ -104,6 +104,12 @@ func accelFlags() []cli.Flag {
 			Name:  "verify-compression",
 			Usage: "decode every block an accelerator compressed on the CPU before storing it; a mismatch is redone on the CPU and counted (fallback bad_output)",
 		},
+		&cli.BoolFlag{
+			Name:   "sync-mode",
+			Value:  true,
+			Hidden: true,
+			Usage:  "single-block requests use sync ctxs (poll while short, park when long); --sync-mode=false sends them async (measurements)",
+		},
 		&cli.StringFlag{
 			Name:   "sysfs-root",
 			Value:  uacce.DefaultSysfsRoot,
@@ -150,7 +156,7 @@ func engineConfig(c *cli.Context, logger *slog.Logger) (engine.Config, error) {
 		Accel: c.String("accel"), EmuProfile: c.String("emu-profile"), EmuModel: c.String("emu-model"),
 		SysfsRoot: c.String("sysfs-root"), Pollers: c.Int("pollers"), HWQueues: c.Int("hw-queues"),
 		CompressThreshold: &th, DecompressThreshold: &thd,
-		VerifyCompression: c.Bool("verify-compression"), Logger: logger,
+		VerifyCompression: c.Bool("verify-compression"), AsyncOnly: !c.Bool("sync-mode"), Logger: logger,
 	}, nil
 }
 
