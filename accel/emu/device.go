@@ -58,8 +58,9 @@ type Options struct {
 	Node int
 	// APIVersion: 1, 2 (default) or 3 -> api "hisi_qm_v<N>".
 	APIVersion int
-	// Algorithms (default zlib, gzip, deflate). Only these three are
-	// implemented; others may be listed for discovery tests.
+	// Algorithms (default zlib, gzip, deflate: a test device; WithProfile
+	// sets the list a real generation publishes). zlib, gzip, deflate and
+	// lz4 compression are implemented; others (lz77_zstd) are only listed.
 	Algorithms []string
 	// Queues is the queue budget shared by every opener (default 64, the
 	// hisi_zip PF default pf_q_num, §2.1).
@@ -107,6 +108,13 @@ type Faults struct {
 	// DisableAfter disables (ds_tx = ds_rx = 1) the queue that processes the
 	// N-th request from now on, before that request completes (0 = off).
 	DisableAfter int
+	// CorruptRate is the probability that a successful request's output
+	// has one byte flipped (status still success): a device emitting bad
+	// streams, which only a CPU check of the output catches.
+	CorruptRate float64
+	// WrongQN makes every CQE carry another queue number in sq_num, as a
+	// VF may (the kernel and UADK ignore the field, uadk-spec §2.3).
+	WrongQN bool
 }
 
 // Stats counts what the device did.
@@ -144,6 +152,7 @@ type Device struct {
 	freeAt   [2]time.Time // per direction: when the modelled cores are next free
 
 	requests, bytesIn, bytesOut, injected, hwErrors, busyOpens atomic.Int64
+	wrongQN                                                    atomic.Bool // Faults.WrongQN, read by postCQE without d.mu
 }
 
 var _ uacce.Provider = (*Device)(nil)
@@ -230,6 +239,7 @@ func (d *Device) SetFaults(f Faults) {
 		f.ErrorStatus = qm.StatusInDIF
 	}
 	d.faults = f
+	d.wrongQN.Store(f.WrongQN)
 	d.disableN = 0
 	if f.DisableAfter > 0 {
 		d.disableN = d.nreq + int64(f.DisableAfter)
@@ -347,6 +357,7 @@ func (d *Device) Close() error {
 type plan struct {
 	status  uint8 // injected status, 0 = none
 	disable bool
+	corrupt bool // flip one output byte
 	due     time.Time
 }
 
@@ -365,6 +376,7 @@ func (d *Device) schedule(dir uacce.Direction, n int, arrival time.Time, extra t
 	case f.TooSmallRate > 0 && d.rng.Float64() < f.TooSmallRate:
 		p.status = qm.StatusDstLenOut
 	}
+	p.corrupt = f.CorruptRate > 0 && d.rng.Float64() < f.CorruptRate
 	if d.disableN > 0 && d.nreq >= d.disableN {
 		p.disable = true
 		d.disableN = 0

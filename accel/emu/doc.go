@@ -28,8 +28,12 @@
 //     latency and device throughput (HisiZipModel has §5.1's figures);
 //     EngineNoop completes requests without touching data (overhead
 //     benchmarks).
+//   - profiles: WithProfile sets the api version and the algorithms list of
+//     a real generation (kunpeng920 = v2 "zlib gzip", the default of
+//     --accel emu; kunpeng930 = v3 + deflate, lz77_zstd; v3-lz4 = v3 + lz4).
 //   - faults: Device.SetFaults (error status, output too small, late
-//     completions, queue disabled mid-request), Queue.Disable (ds_tx/ds_rx),
+//     completions, queue disabled mid-request, corrupted output, CQEs that
+//     name another qn), Queue.Disable (ds_tx/ds_rx),
 //     Device.Isolate, Queue.SetLatency (reordering across queues).
 //
 // Addresses: a Go program cannot safely read memory at an arbitrary address,
@@ -39,8 +43,11 @@
 // StatusTranslation). Unmap waits while the engine is using the buffer, so
 // after it returns the device never touches it again.
 //
-// Not emulated: stateful (stream) requests, SGL buffers, lz4/lz77
-// algorithms (status StatusUnsupported), cross-process budget sharing, the
+// lz4 is emulated for compression only, as the device offers it (a
+// standard lz4 block, no header or trailer).
+//
+// Not emulated: stateful (stream) requests, SGL buffers, lz4
+// decompression and lz77 algorithms (status StatusUnsupported), cross-process budget sharing, the
 // SS region of no-SVA mode, page-fault penalties.
 //
 // Terms (queue, qp, ctx, SQE, CQE, phase, doorbell, DUS, tag) are defined in

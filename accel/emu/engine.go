@@ -94,6 +94,9 @@ func (q *Queue) process(slot uint16, arrival time.Time, extra time.Duration) boo
 			res.status = uint16(p.status)
 		default:
 			res = q.execute(&s)
+			if p.corrupt && res.produced > 0 {
+				q.corrupt(&s, res)
+			}
 		}
 		q.d.bytesOut.Add(int64(res.produced))
 		if !q.sleepUntil(p.due) {
@@ -165,8 +168,9 @@ func (q *Queue) offers(alg qm.Alg) bool {
 
 // execute runs one validated block-mode request.
 func (q *Queue) execute(s *qm.ZipSQE) result {
+	lz4c := s.Alg == qm.AlgLZ4 && q.dir == uacce.Compress // lz4 is compression-only (§3.5)
 	if s.BufType != 0 || s.Stateful || !s.Finish || !q.offers(s.Alg) ||
-		(s.Alg != qm.AlgDeflate && s.Alg != qm.AlgZlib && s.Alg != qm.AlgGzip) {
+		(s.Alg != qm.AlgDeflate && s.Alg != qm.AlgZlib && s.Alg != qm.AlgGzip && !lz4c) {
 		return result{status: StatusUnsupported}
 	}
 	avail := int(min(s.DestAvailOut, 8<<20))
@@ -183,6 +187,9 @@ func (q *Queue) execute(s *qm.ZipSQE) result {
 	if !okS || !okD {
 		q.d.hwErrors.Add(1)
 		return result{status: StatusTranslation}
+	}
+	if lz4c {
+		return q.compressLZ4(src, dst)
 	}
 	if q.dir == uacce.Compress {
 		return q.compress(s.Alg, src, dst)
@@ -224,6 +231,35 @@ func (q *Queue) compress(alg qm.Alg, src, dst []byte) result {
 	}
 	r.produced = uint32(len(out))
 	return r
+}
+
+// compressLZ4 emits one standard lz4 block (what the kernel's lz4 acomp
+// gets from the device and decodes in software); no header, no trailer.
+func (q *Queue) compressLZ4(src, dst []byte) result {
+	e := &q.eng
+	out, err := codec.Compress(codec.LZ4, 0, e.out[:0], src)
+	if err != nil {
+		return result{status: StatusBadData}
+	}
+	e.out = out[:0]
+	if len(out) > len(dst) {
+		return result{status: qm.StatusDstLenOut}
+	}
+	if !q.copyOut(dst, out) {
+		return result{status: StatusTranslation}
+	}
+	return result{consumed: uint32(len(src)), produced: uint32(len(out)), status: qm.StatusOK}
+}
+
+// corrupt flips one byte in the middle of a written output (Faults.CorruptRate).
+func (q *Queue) corrupt(s *qm.ZipSQE, res result) {
+	dst, ok := q.acquire(s.Dst, int(res.produced))
+	if !ok {
+		return
+	}
+	defer q.releaseMap(acquired(ok, s.Dst))
+	dst[len(dst)/2] ^= 0x5a
+	q.d.injected.Add(1)
 }
 
 // inputEnded is the result for input that ends before the end of the

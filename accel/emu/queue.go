@@ -355,7 +355,11 @@ func (q *Queue) postCQE(slot uint16) {
 	}
 	off := q.lay.CQOff + int(q.cqTail)*qm.CQESize
 	binary.LittleEndian.PutUint16(q.dus[off+qm.CQEOffSQHead:], slot)
-	binary.LittleEndian.PutUint16(q.dus[off+qm.CQEOffSQNum:], q.id)
+	qn := q.id
+	if q.d.wrongQN.Load() {
+		qn ^= 0x200 // another qp number, as a VF may report (§2.3)
+	}
+	binary.LittleEndian.PutUint16(q.dus[off+qm.CQEOffSQNum:], qn)
 	atomic.StoreUint32(q.word(off+qm.CQEOffPhaseWord), q.cqPhase<<16)
 	if q.cqTail++; int(q.cqTail) == q.info.CQDepth {
 		q.cqTail = 0

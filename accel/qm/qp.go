@@ -40,6 +40,12 @@ type QP struct {
 	phase  uint32 // expected phase of the entry at cqHead; starts at 1 (§2.4)
 
 	used atomic.Int32 // sent, not yet received; at most SQDepth-1
+
+	// qnMismatch counts CQEs whose sq_num is not this queue's qp id. The
+	// kernel and UADK never check that field (a VF may report another
+	// number, uadk-spec §2.3), so neither does Recv: it is counted for the
+	// caller to log.
+	qnMismatch atomic.Uint64
 }
 
 // NewQP attaches the protocol state to a started queue.
@@ -77,6 +83,10 @@ func NewQP(q uacce.Queue, opts QPOptions) (*QP, error) {
 	}
 	return p, nil
 }
+
+// QNMismatches is how many completions named another qp number than this
+// queue's (accepted, as the kernel and UADK accept them).
+func (p *QP) QNMismatches() uint64 { return p.qnMismatch.Load() }
 
 // Info returns the queue description.
 func (p *QP) Info() uacce.QueueInfo { return p.info }
@@ -156,7 +166,8 @@ func (p *QP) Send(sqes ...[]byte) error {
 // wrap, §2.4), rings the CQ doorbell and returns the credit. It returns
 // false when nothing is pending. ErrQueueDisabled when ds_rx is set (checked
 // before consuming, hence before the CQ doorbell), or, wrapped with
-// ErrProtocol, when the CQE names another qp or a slot outside the SQ.
+// ErrProtocol, when the CQE names a slot outside the SQ. A CQE naming
+// another qp is accepted and counted (QNMismatches).
 func (p *QP) Recv(fn func(cqe CQE, sqe []byte)) (bool, error) {
 	p.recvMu.Lock()
 	defer p.recvMu.Unlock()
@@ -175,9 +186,12 @@ func (p *QP) Recv(fn func(cqe CQE, sqe []byte)) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	if cqe.SQNum != p.info.QPID || int(cqe.SQHead) >= p.info.SQDepth {
-		return false, fmt.Errorf("qm: %s qp %d: CQE names qp %d slot %d: %w: %w",
-			p.info.Device, p.info.QPID, cqe.SQNum, cqe.SQHead, ErrQueueDisabled, ErrProtocol)
+	if int(cqe.SQHead) >= p.info.SQDepth {
+		return false, fmt.Errorf("qm: %s qp %d: CQE names slot %d of %d: %w: %w",
+			p.info.Device, p.info.QPID, cqe.SQHead, p.info.SQDepth, ErrQueueDisabled, ErrProtocol)
+	}
+	if cqe.SQNum != p.info.QPID {
+		p.qnMismatch.Add(1)
 	}
 	if p.used.Load() <= 0 {
 		return false, fmt.Errorf("qm: %s qp %d: completion with nothing in flight: %w: %w",

@@ -121,9 +121,9 @@ func TestQPDisabledAndProtocol(t *testing.T) {
 	p, _ := NewQP(f, QPOptions{})
 	sqe := make([]byte, SQESize)
 	p.Send(sqe)
-	f.post(0, 6) // wrong qp number
+	f.post(9, 5) // a slot outside the SQ
 	if _, err := p.Recv(func(CQE, []byte) {}); !errors.Is(err, ErrProtocol) || !errors.Is(err, ErrQueueDisabled) {
-		t.Fatalf("foreign CQE: %v", err)
+		t.Fatalf("CQE outside the SQ: %v", err)
 	}
 	f.setDS(p.Layout().DsTxOff)
 	if err := p.Send(sqe); !errors.Is(err, ErrQueueDisabled) {
@@ -135,6 +135,28 @@ func TestQPDisabledAndProtocol(t *testing.T) {
 	}
 	if err := p.Send(make([]byte, 64)); !errors.Is(err, ErrBadRequest) {
 		t.Fatalf("short SQE: %v", err)
+	}
+}
+
+// A completion whose CQE names another qp number completes normally and is
+// counted: the kernel and UADK ignore sq_num (a VF may report another
+// number), so treating it as a protocol error would kill healthy queues.
+func TestQPForeignQNAccepted(t *testing.T) {
+	f := newFake(t, 8, 2)
+	p, _ := NewQP(f, QPOptions{})
+	sqe := make([]byte, SQESize)
+	sqe[0] = 42
+	if err := p.Send(sqe); err != nil {
+		t.Fatal(err)
+	}
+	f.post(0, 6) // another qp number
+	var got byte
+	ok, err := p.Recv(func(_ CQE, b []byte) { got = b[0] })
+	if !ok || err != nil || got != 42 {
+		t.Fatalf("CQE with qn 6 on qp 5: ok=%v err=%v got %d", ok, err, got)
+	}
+	if p.QNMismatches() != 1 || p.InFlight() != 0 {
+		t.Fatalf("mismatches %d, in flight %d", p.QNMismatches(), p.InFlight())
 	}
 }
 
@@ -188,7 +210,7 @@ func TestZipQueueBadRequests(t *testing.T) {
 	f := newFake(t, 8, 2)
 	z, _ := NewZipQueue(f, ZipOptions{})
 	for i, r := range []*ZipRequest{
-		{Alg: AlgLZ4, Src: []byte("x"), Dst: make([]byte, 64)},
+		{Alg: AlgLZ77Zstd, Src: []byte("x"), Dst: make([]byte, 64)},
 		{Alg: AlgDeflate, Src: nil, Dst: make([]byte, 64)},
 		{Alg: AlgDeflate, Src: make([]byte, 8<<20+1), Dst: make([]byte, 64)},
 		{Alg: AlgGzip, Src: []byte("x"), Dst: make([]byte, 10)}, // no room after the header
@@ -208,6 +230,7 @@ func TestZipQueueBadRequests(t *testing.T) {
 		{Alg: AlgZlib, Src: []byte{0x78, 0x9c}, Dst: make([]byte, 64)},                        // header only
 		{Alg: AlgGzip, Src: []byte{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11}, Dst: make([]byte, 64)}, // bad magic
 		{Alg: AlgDeflate, Src: []byte{1}, Dst: nil},                                           // no output space
+		{Alg: AlgLZ4, Src: []byte{0x10, 'x'}, Dst: make([]byte, 64)},                          // lz4 is compression-only
 	} {
 		if err := zd.Submit(r); !errors.Is(err, ErrBadRequest) {
 			t.Errorf("decompress case %d: %v", i, err)

@@ -128,6 +128,9 @@ func (z *ZipQueue) Info() uacce.QueueInfo { return z.info }
 // Direction is the queue's fixed direction (qc_type).
 func (z *ZipQueue) Direction() uacce.Direction { return z.info.Direction }
 
+// QNMismatches is how many completions named another qp number (QP.QNMismatches).
+func (z *ZipQueue) QNMismatches() uint64 { return z.qp.QNMismatches() }
+
 // Capacity is the most requests in flight (SQ depth - 1).
 func (z *ZipQueue) Capacity() int { return z.qp.Capacity() }
 
@@ -212,8 +215,11 @@ func (z *ZipQueue) prepare(r *ZipRequest) error {
 	if r.tag != 0 {
 		return fmt.Errorf("qm: request already in flight: %w", ErrBadRequest)
 	}
-	if r.Alg != AlgDeflate && r.Alg != AlgZlib && r.Alg != AlgGzip {
-		return fmt.Errorf("qm: algorithm %v not supported: %w", r.Alg, ErrBadRequest)
+	// lz4 is block-mode compression only on hisi_zip (§3.5): its output is
+	// one standard lz4 block, decoded in software.
+	lz4c := r.Alg == AlgLZ4 && z.info.Direction == uacce.Compress
+	if r.Alg != AlgDeflate && r.Alg != AlgZlib && r.Alg != AlgGzip && !lz4c {
+		return fmt.Errorf("qm: algorithm %v not supported for %v: %w", r.Alg, z.info.Direction, ErrBadRequest)
 	}
 	if len(r.Src) == 0 || len(r.Src) > maxFlatInput {
 		return fmt.Errorf("qm: input of %d bytes (1..%d): %w", len(r.Src), maxFlatInput, ErrBadRequest)

@@ -20,7 +20,8 @@
 //   - session: what users hold: (algorithm, level, direction). Created with
 //     Layer.NewSession; bound at creation to one sync and one async ctx per
 //     engine that supports it (on the caller's NUMA node when that node has
-//     ctxs). Many sessions share one ctx. Sessions are cheap and safe for
+//     ctxs, else on the nearest node that has: the distance table of
+//     /sys/devices/system/node/nodeN/distance, Topology.Distance). Many sessions share one ctx. Sessions are cheap and safe for
 //     concurrent use.
 //   - tag: the 16-bit number a request carries through its ctx's queue. The
 //     per-ctx tag table maps a completion's tag back to its pending request.
@@ -64,8 +65,9 @@
 // Layer.Run is the batch form used by the filesystem: submit every job, park,
 // and wake when the last completion arrives.
 //
-// Engine choice per request: capability (hisi_zip does deflate/zlib/gzip
-// only; lz4/zstd/none always go to the CPU), size (requests smaller than the
+// Engine choice per request: capability (what the device's algorithms list
+// offers: deflate/zlib/gzip both ways, lz4 compression only — the CPU
+// decodes the standard lz4 blocks; zstd/none always go to the CPU), size (requests smaller than the
 // per-direction threshold go to the CPU, WithThreshold) and load: a request
 // moves to the CPU when the device queue's expected completion (its observed
 // ns/byte times the bytes queued on it) exceeds the CPU's (its measured
@@ -76,6 +78,19 @@
 // Sync ctxs accept as many requests in flight as they have credits (UADK
 // holds a sync ctx for one request at a time, uadk-spec §4.4; here many
 // sessions' sync callers share it, each waiting for its own tag).
+//
+// Trust: when a device's first queues are opened, New runs a self-test
+// (selftest.go: a known corpus compressed on the device and decoded on the
+// CPU, and the reverse); a device that fails is retired at once (fallback
+// "self_test", an error log line, Metrics Idle says why). With
+// WithVerifyCompression every device-compressed block is decoded on the CPU
+// before delivery; a mismatch is redone on the CPU (fallback "bad_output").
+// A completion whose CQE names another queue number is accepted and logged
+// once, as the kernel and UADK ignore that field.
+//
+//   - idle: a hardware engine that gets no work and why (EngineMetrics.Idle):
+//     it failed the self-test, opened no queue, or does not offer the
+//     algorithm the store uses (Layer.Expect).
 //
 // Ownership: a Layer owns every goroutine it starts (pollers, CPU workers);
 // Close stops admitting requests, waits for the in-flight ones, stops the

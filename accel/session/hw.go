@@ -34,10 +34,13 @@ func WithDevice(p uacce.Provider, d uacce.Device) Option {
 type hwEngine struct {
 	p   uacce.Provider
 	dev uacce.Device
+	// warn logs once per key (the Layer's warnOnce; set by New).
+	warn func(key, msg string, args ...any)
 }
 
-// zipAlg maps a codec id to the hisi_zip request type; false when the
-// device cannot run it (lz4 block format, zstd and none are CPU-only here).
+// zipAlg maps a codec id to the hisi_zip request type and the name the
+// device's algorithms list uses; false when no hisi_zip runs it (zstd and
+// none are CPU-only). lz4 is compression-only (see supports).
 func zipAlg(id codec.ID) (qm.Alg, string, bool) {
 	switch id {
 	case codec.Deflate:
@@ -46,6 +49,8 @@ func zipAlg(id codec.ID) (qm.Alg, string, bool) {
 		return qm.AlgZlib, "zlib", true
 	case codec.Gzip:
 		return qm.AlgGzip, "gzip", true
+	case codec.LZ4:
+		return qm.AlgLZ4, "lz4", true
 	}
 	return 0, "", false
 }
@@ -55,8 +60,14 @@ func (e *hwEngine) isCPU() bool  { return false }
 func (e *hwEngine) nodes() []int { return []int{e.dev.Node} }
 func (e *hwEngine) close() error { return nil }
 
-func (e *hwEngine) supports(id codec.ID, _ Direction) bool {
+// supports: what the device's algorithms list offers; lz4 only for
+// compression (hisi_zip has no lz4 decompression, the CPU decodes the
+// standard lz4 blocks it writes, uadk-spec §3.5).
+func (e *hwEngine) supports(id codec.ID, dir Direction) bool {
 	_, name, ok := zipAlg(id)
+	if id == codec.LZ4 && dir != Compress {
+		return false
+	}
 	return ok && e.dev.HasAlgorithm(name)
 }
 
@@ -75,7 +86,7 @@ func (e *hwEngine) openQueue(_ int, dir Direction, mode Mode, notify func()) (qu
 		_ = q.Close()
 		return nil, err
 	}
-	hq := &hwQueue{z: z, dir: dir, mode: mode}
+	hq := &hwQueue{z: z, dir: dir, mode: mode, warn: e.warn}
 	// The emulator can call us when it posts a CQE; a real queue cannot
 	// (pollers then back off and park in Wait).
 	if n, ok := q.(uacce.Notifier); ok && notify != nil {
@@ -92,6 +103,8 @@ type hwQueue struct {
 	mode Mode
 	// notify: the queue calls the ctx's notify hook on every completion.
 	notify bool
+	warn   func(key, msg string, args ...any) // nil in tests that build queues directly
+	qnSeen bool                               // a qn mismatch was logged (reap runs in one goroutine at a time)
 }
 
 func (q *hwQueue) depth() int     { return q.z.Capacity() }
@@ -217,6 +230,15 @@ func (q *hwQueue) reap(out []completion) (int, error) {
 		out[n] = c
 		n++
 	})
+	if !q.qnSeen && q.z.QNMismatches() > 0 {
+		// Not fatal: the kernel and UADK ignore sq_num (uadk-spec §2.3).
+		q.qnSeen = true
+		if q.warn != nil {
+			info := q.z.Info()
+			q.warn("qn:"+info.Device, "completion names another queue number; ignored as the kernel and UADK do",
+				"device", info.Device, "qp", info.QPID)
+		}
+	}
 	if err != nil {
 		return n, fmt.Errorf("%w: %w", errDisabled, err)
 	}

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
-	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -51,7 +51,10 @@ type engState struct {
 	m       engineMetrics
 	regions map[regionKey]*region
 	nctx    int
+	idle    atomic.Pointer[string] // why the engine gets no work, nil when it may (Metrics: Idle)
 }
+
+func (es *engState) setIdle(reason string) { es.idle.Store(&reason) }
 
 type regionKey struct {
 	node int
@@ -104,6 +107,9 @@ func New(opts ...Option) (*Layer, error) {
 		}
 	}
 	for _, e := range cfg.engines {
+		if hw, ok := e.(*hwEngine); ok {
+			hw.warn = l.warnOnce
+		}
 		es := l.addEngine(e)
 		for _, node := range e.nodes() {
 			for _, k := range regionKeys(node) {
@@ -119,9 +125,62 @@ func New(opts ...Option) (*Layer, error) {
 				}
 			}
 		}
+		l.checkEngine(es)
 	}
 	l.startPollers()
 	return l, nil
+}
+
+// checkEngine runs the self-test on the first queue of each direction of a
+// hardware engine and retires the engine when it fails; an engine that
+// opened no queue is marked idle with the reason.
+func (l *Layer) checkEngine(es *engState) {
+	if es.nctx == 0 {
+		es.setIdle("no queue could be opened (see fallbacks busy_at_open / open_error)")
+		return
+	}
+	for _, dir := range []Direction{Compress, Decompress} {
+		var first *hctx
+		for _, c := range l.ctxs {
+			if c.es == es && c.dir == dir {
+				first = c
+				break
+			}
+		}
+		if _, hw := es.e.(*hwEngine); first == nil || !hw || l.cfg.noSelfTest {
+			continue // the tests' fake engines script their own faults
+		}
+		if err := l.selfTest(es.e, first.queue(), dir); err != nil {
+			l.countFallback(CauseSelfTest, err)
+			l.log.Error("accelerator failed its self-test and is taken out of service; its work runs on the CPU",
+				"device", es.e.name(), "err", err)
+			l.retire(es, "failed the self-test: "+err.Error())
+			return
+		}
+	}
+}
+
+// Expect tells the layer the algorithm the store compresses new blocks
+// with. Each hardware engine that cannot compress it is marked idle with
+// the reason (Metrics: Idle, shown by `accelfs stats`) and the reason is
+// logged once: the device is present but will not be used.
+func (l *Layer) Expect(algo codec.ID) {
+	for _, es := range l.engines[1:] {
+		if es.e.supports(algo, Compress) || es.idle.Load() != nil {
+			continue
+		}
+		reason := fmt.Sprintf("the store compresses with %v, which the device does not offer (it lists: %s)",
+			algo, strings.Join(engineAlgorithms(es.e), " "))
+		es.setIdle(reason)
+		l.warnOnce("idle:"+es.e.name(), "accelerator idle: compression runs on the CPU", "device", es.e.name(), "reason", reason)
+	}
+}
+
+func engineAlgorithms(e engine) []string {
+	if hw, ok := e.(*hwEngine); ok {
+		return hw.dev.Algorithms
+	}
+	return nil
 }
 
 func regionKeys(node int) []regionKey {
@@ -251,6 +310,14 @@ func (l *Layer) release() {
 // complete finishes t with the engine's result; a hardware error is not a
 // result: the request is redone on the CPU.
 func (l *Layer) complete(t *task, es *engState, out []byte, err error, lat time.Duration) {
+	if err == nil && l.cfg.verify && !es.e.isCPU() && t.op.dir == Compress {
+		if verr := verifyCompressed(&t.op, out); verr != nil {
+			es.m.record(t.op.dir, len(t.op.src), 0, verr, lat)
+			l.countFallback(CauseBadOutput, verr)
+			l.redoCPU(t)
+			return
+		}
+	}
 	if err != nil && !es.e.isCPU() {
 		// counted as a request of the device that failed, then redone
 		es.m.record(t.op.dir, len(t.op.src), 0, err, lat)
@@ -371,7 +438,11 @@ func (l *Layer) Metrics() Metrics {
 				}
 			}
 		}
-		m.Engines[es.e.name()] = es.m.snapshot(live)
+		em := es.m.snapshot(live)
+		if r := es.idle.Load(); r != nil {
+			em.Idle = *r
+		}
+		m.Engines[es.e.name()] = em
 	}
 	l.fallbacks.Range(func(k, v any) bool {
 		m.Fallbacks[k.(string)] = v.(*atomic.Uint64).Load()
@@ -398,6 +469,22 @@ func (l *Layer) HardwareFor(algo codec.ID, dir Direction) bool {
 		}
 	}
 	return false
+}
+
+// HardwareSupport counts the hardware engines in service (live ctxs, not
+// idle) and how many of them support algo in dir: what `--algo auto`
+// weighs.
+func (l *Layer) HardwareSupport(algo codec.ID, dir Direction) (supporting, inService int) {
+	for _, es := range l.engines[1:] {
+		if es.nctx == 0 || es.idle.Load() != nil {
+			continue
+		}
+		inService++
+		if es.e.supports(algo, dir) {
+			supporting++
+		}
+	}
+	return supporting, inService
 }
 
 // Topology returns the NUMA topology in use.
@@ -462,20 +549,21 @@ func (l *Layer) shutdown() error {
 }
 
 // pick returns a live ctx of es for (node, mode, dir) by round-robin,
-// preferring node, else the lowest other node that has one; nil if none.
-func (es *engState) pick(node int, mode Mode, dir Direction) *hctx {
+// preferring node, else the nearest other node that has one (NUMA distance,
+// then id); nil if none.
+func (es *engState) pick(topo Topology, node int, mode Mode, dir Direction) *hctx {
 	if c := es.regions[regionKey{node, mode, dir}].pickLive(); c != nil {
 		return c
 	}
-	var keys []regionKey
+	var ids []int
 	for k := range es.regions {
 		if k.mode == mode && k.dir == dir && k.node != node {
-			keys = append(keys, k)
+			ids = append(ids, k.node)
 		}
 	}
-	sort.Slice(keys, func(i, j int) bool { return keys[i].node < keys[j].node })
-	for _, k := range keys {
-		if c := es.regions[k].pickLive(); c != nil {
+	topo.nearer(node, ids)
+	for _, id := range ids {
+		if c := es.regions[regionKey{id, mode, dir}].pickLive(); c != nil {
 			return c
 		}
 	}

@@ -20,6 +20,8 @@ const (
 	CauseNoCtx          = "no_ctx"           // no live hardware ctx for the request, routed to the CPU
 	CauseRejected       = "rejected"         // the hardware queue refused the request (size, header), run on the CPU
 	CauseOutputTooSmall = "output_too_small" // compressed output did not fit (incompressible block), redone on the CPU
+	CauseSelfTest       = "self_test"        // a device failed its self-test at start and was taken out of service
+	CauseBadOutput      = "bad_output"       // WithVerifyCompression: device output did not decode to the input, redone on the CPU
 )
 
 // latBuckets is the number of latency histogram buckets: bucket i counts
@@ -82,7 +84,11 @@ type EngineMetrics struct {
 	SyncPolled uint64 `json:"sync_polled"`
 	SyncParked uint64 `json:"sync_parked"`
 	// Revived counts ctxs re-created with a new queue after they failed.
-	Revived    uint64     `json:"revived"`
+	Revived uint64 `json:"revived"`
+	// Idle says why a hardware engine gets no work ("" when it may): it
+	// failed its self-test, opened no queue, or does not offer the store's
+	// algorithm (Layer.Expect).
+	Idle       string     `json:"idle,omitempty"`
 	Compress   DirMetrics `json:"compress"`
 	Decompress DirMetrics `json:"decompress"`
 	// LatencyUS maps "lt_N" (N microseconds, a power of two) to the number

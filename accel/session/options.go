@@ -46,6 +46,10 @@ type config struct {
 	logger     *slog.Logger
 	engines    []engine
 	noOffload  bool
+	verify     bool
+	noSelfTest bool
+	// noSyncSingle: Run sends a one-job batch through the async path too.
+	noSyncSingle bool
 }
 
 func defaultConfig() config {
@@ -206,4 +210,28 @@ func WithRevive(d time.Duration) Option {
 		c.revive = d
 		return nil
 	}
+}
+
+// WithVerifyCompression makes the layer decode every block a hardware
+// engine compressed on the CPU and compare it with the input before the
+// result is delivered; a mismatch is counted (fallback "bad_output"),
+// logged once, and the block is compressed again on the CPU. It costs one
+// CPU decompression per device-compressed block. Default off.
+func WithVerifyCompression(on bool) Option {
+	return func(c *config) error { c.verify = on; return nil }
+}
+
+// WithSelfTest sets whether a device's first queue of each direction runs
+// the start-up self-test (selftest.go) before it is used. Default true;
+// tests of timeouts on deliberately slow devices turn it off.
+func WithSelfTest(on bool) Option {
+	return func(c *config) error { c.noSelfTest = !on; return nil }
+}
+
+// WithSyncSingle sets whether Run sends a batch of exactly one job (a small
+// random read or write) through a sync ctx (poll while the expected time is
+// short, park when long) rather than the async path. Default true;
+// false is for measuring the difference.
+func WithSyncSingle(on bool) Option {
+	return func(c *config) error { c.noSyncSingle = !on; return nil }
 }

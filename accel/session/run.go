@@ -80,6 +80,9 @@ func (l *Layer) Run(ctx context.Context, jobs []*Job) error {
 	if len(jobs) == 0 {
 		return nil
 	}
+	if len(jobs) == 1 && !l.cfg.noSyncSingle {
+		return l.runOne(ctx, jobs[0])
+	}
 	done := make(chan struct{})
 	var left atomic.Int64
 	left.Store(int64(len(jobs)))
@@ -131,4 +134,31 @@ func (l *Layer) Run(ctx context.Context, jobs []*Job) error {
 	}
 	<-done
 	return runErr
+}
+
+// runOne runs a batch of one job (a small random read or write: one block)
+// in sync mode: submitted to the session's sync ctx, then the caller polls
+// while the expected completion is short and parks when it is long
+// (Session.Do), instead of parking at once on an async completion. Batches
+// of several blocks stay async: they are waited for as a whole.
+func (l *Layer) runOne(ctx context.Context, j *Job) error {
+	dir := Compress
+	if j.Decompress {
+		dir = Decompress
+	}
+	s, err := l.SessionFor(j.Algo, j.Level, dir)
+	if err == nil {
+		j.req = Request{Src: j.Src, Dst: j.Dst, RawLen: j.RawLen}
+		err = s.Do(ctx, &j.req)
+		if j.req.Err != nil || err == nil { // completed (well or not)
+			j.Out, j.Err, j.Engine = j.req.Out, j.req.Err, j.req.Engine
+			return nil
+		}
+	}
+	// not submitted
+	j.Out, j.Err = nil, err
+	if ctx.Err() != nil || err == ErrClosed {
+		return err
+	}
+	return nil
 }

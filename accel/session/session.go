@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"runtime"
 	"sync/atomic"
 	"time"
@@ -83,31 +84,34 @@ func (l *Layer) NewSession(o SessionOptions) (*Session, error) {
 	if s.node < 0 {
 		s.node = l.topo.NodeOfCPU(currentCPU())
 	}
-	// Hardware engine: the supporting ones with ctxs, preferring one on the
-	// session's node, round-robin over sessions otherwise.
-	var cands, local []*engState
+	// Hardware engine: the supporting ones with ctxs, preferring those on
+	// the session's node, else those on the nearest node (NUMA distance),
+	// round-robin over sessions among them.
+	var cands []*engState
+	best := -1
 	for _, es := range l.engines[1:] {
-		if es.e.supports(o.Algo, o.Dir) && es.nctx > 0 {
-			cands = append(cands, es)
-			for k := range es.regions {
-				if k.node == s.node {
-					local = append(local, es)
-					break
-				}
-			}
+		if !es.e.supports(o.Algo, o.Dir) || es.nctx == 0 {
+			continue
 		}
-	}
-	if len(local) > 0 {
-		cands = local
+		d := math.MaxInt
+		for k := range es.regions {
+			d = min(d, l.topo.Distance(s.node, k.node))
+		}
+		switch {
+		case best < 0 || d < best:
+			cands, best = []*engState{es}, d
+		case d == best:
+			cands = append(cands, es)
+		}
 	}
 	if len(cands) > 0 {
 		s.hw = cands[int(l.nsess.Add(1)-1)%len(cands)]
 		for m := Sync; m <= Async; m++ {
-			s.bound[engHW][m].Store(s.hw.pick(s.node, m, o.Dir))
+			s.bound[engHW][m].Store(s.hw.pick(l.topo, s.node, m, o.Dir))
 		}
 	}
 	for m := Sync; m <= Async; m++ {
-		s.bound[engCPU][m].Store(l.cpu.pick(s.node, m, o.Dir))
+		s.bound[engCPU][m].Store(l.cpu.pick(l.topo, s.node, m, o.Dir))
 	}
 	return s, nil
 }
@@ -129,7 +133,7 @@ func (s *Session) ctxFor(k int, m Mode) *hctx {
 	if es == nil {
 		return nil
 	}
-	n := es.pick(s.node, m, s.dir)
+	n := es.pick(s.l.topo, s.node, m, s.dir)
 	s.bound[k][m].Store(n)
 	return n
 }

@@ -17,10 +17,14 @@ import (
 // malformed cpulist).
 const maxCPU = 8192
 
-// Node is one NUMA node: its id and the CPUs it holds.
+// Node is one NUMA node: its id, the CPUs it holds and its distances.
 type Node struct {
 	ID   int
 	CPUs []int
+	// Distance is the node's row of the SLIT distance table
+	// (nodeN/distance): Distance[i] is the distance to the i-th node of the
+	// topology (sysfs lists them in node id order). nil when unknown.
+	Distance []int
 }
 
 // Topology is the machine's NUMA layout as read from sysfs.
@@ -59,13 +63,74 @@ func ReadTopology(sysRoot string) (Topology, error) {
 		if err != nil {
 			return Topology{}, fmt.Errorf("%w: %s/cpulist: %v", ErrTopology, name, err)
 		}
-		t.Nodes = append(t.Nodes, Node{ID: id, CPUs: cpus})
+		// The distance table is optional: without it (or when it does not
+		// fit the node count, checked below) nodes are ordered by id.
+		var dist []int
+		if b, err := os.ReadFile(filepath.Join(dir, name, "distance")); err == nil {
+			dist, _ = parseDistances(string(b))
+		}
+		t.Nodes = append(t.Nodes, Node{ID: id, CPUs: cpus, Distance: dist})
 	}
 	if len(t.Nodes) == 0 {
 		return singleNode(), nil
 	}
 	sort.Slice(t.Nodes, func(i, j int) bool { return t.Nodes[i].ID < t.Nodes[j].ID })
+	for i := range t.Nodes {
+		if len(t.Nodes[i].Distance) != len(t.Nodes) {
+			t.Nodes[i].Distance = nil
+		}
+	}
 	return t, nil
+}
+
+// parseDistances parses a nodeN/distance row ("10 21 31\n"): at most 4096
+// entries, each 0..255 (ACPI SLIT values are one byte).
+func parseDistances(s string) ([]int, error) {
+	fields := strings.Fields(s)
+	if len(fields) == 0 || len(fields) > 4096 {
+		return nil, fmt.Errorf("distance row of %d entries", len(fields))
+	}
+	out := make([]int, len(fields))
+	for i, f := range fields {
+		v, err := strconv.Atoi(f)
+		if err != nil || v < 0 || v > 255 {
+			return nil, fmt.Errorf("bad distance %q", f)
+		}
+		out[i] = v
+	}
+	return out, nil
+}
+
+// Distance returns the distance from node a to node b: the SLIT value when
+// the table is known, else 10 for the same node and 20 otherwise (the
+// kernel's LOCAL_DISTANCE / REMOTE_DISTANCE), so ties fall back to id order.
+func (t Topology) Distance(a, b int) int {
+	ib := -1
+	for i, n := range t.Nodes {
+		if n.ID == b {
+			ib = i
+		}
+	}
+	for _, n := range t.Nodes {
+		if n.ID == a && ib >= 0 && n.Distance != nil {
+			return n.Distance[ib]
+		}
+	}
+	if a == b {
+		return 10
+	}
+	return 20
+}
+
+// nearer orders node ids by distance from node, then by id.
+func (t Topology) nearer(node int, ids []int) {
+	sort.Slice(ids, func(i, j int) bool {
+		di, dj := t.Distance(node, ids[i]), t.Distance(node, ids[j])
+		if di != dj {
+			return di < dj
+		}
+		return ids[i] < ids[j]
+	})
 }
 
 func singleNode() Topology {

@@ -1,14 +1,12 @@
 package main
 
 import (
-	"context"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"regexp"
 	"strconv"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 
@@ -17,11 +15,12 @@ import (
 	"github.com/accelfs/accelfs/accel/uacce"
 	"github.com/accelfs/accelfs/blockstore"
 	"github.com/accelfs/accelfs/codec"
+	"github.com/accelfs/accelfs/engine"
 )
 
-// This file wires the session layer (accel/session) into the CLI: the
-// --accel flags, newCompressor (the blockstore.Compressor adapter), and the
-// helpers the devices and bench subcommands share.
+// This file turns the --accel flags into the engine package's Config
+// (engine/ does the wiring; the integration tests use it too), and holds the
+// helpers the mount, devices and bench subcommands share.
 
 // accelFlags are the flags that choose and tune the compression engines
 // (mount, bench, devices).
@@ -30,7 +29,7 @@ func accelFlags() []cli.Flag {
 		&cli.StringFlag{
 			Name:  "accel",
 			Value: "auto",
-			Usage: "compression engine: auto (uacce devices that do deflate, else CPU), cpu, emu (emulated hisi_zip device) or a device name such as hisi_zip-0",
+			Usage: "compression engine: auto (uacce devices offering deflate, zlib, gzip or lz4, else CPU), cpu, emu (emulated hisi_zip device) or a device name such as hisi_zip-0",
 			Action: func(c *cli.Context, v string) error {
 				switch {
 				case v == "auto", v == "cpu", v == "emu", deviceName.MatchString(v):
@@ -91,12 +90,44 @@ func accelFlags() []cli.Flag {
 			},
 		},
 		&cli.StringFlag{
+			Name:  "emu-profile",
+			Value: emu.DefaultProfile,
+			Usage: "with --accel emu: the device generation emulated: " + profileList(),
+			Action: func(c *cli.Context, v string) error {
+				if emu.ProfileAbout(v) == "" {
+					return usagef("--emu-profile %q: want one of %s", v, strings.Join(emu.Profiles(), ", "))
+				}
+				return nil
+			},
+		},
+		&cli.BoolFlag{
+			Name:  "verify-compression",
+			Usage: "decode every block an accelerator compressed on the CPU before storing it; a mismatch is redone on the CPU and counted (fallback bad_output)",
+		},
+		&cli.BoolFlag{
+			Name:   "sync-mode",
+			Value:  true,
+			Hidden: true,
+			Usage:  "single-block requests use sync ctxs (poll while short, park when long); --sync-mode=false sends them async (measurements)",
+		},
+		&cli.StringFlag{
 			Name:   "sysfs-root",
 			Value:  uacce.DefaultSysfsRoot,
 			Hidden: true,
 			Usage:  "where uacce devices are listed (tests)",
 		},
 	}
+}
+
+func profileList() string {
+	var b strings.Builder
+	for i, p := range emu.Profiles() {
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		b.WriteString(p + " = " + emu.ProfileAbout(p))
+	}
+	return b.String()
 }
 
 // deviceName is the shape of a uacce device name: <driver>-<id>.
@@ -111,173 +142,77 @@ func parseSize(s string) (int, error) {
 	return n * mult, nil
 }
 
-// engineSet is what --accel selected: the providers and devices of the
-// hardware engines (none for cpu) and what to close after the layer.
-type engineSet struct {
-	prov    uacce.Provider
-	devs    []uacce.Device
-	closers []io.Closer
-}
-
-func (e *engineSet) Close() error {
-	var errs []error
-	for i := len(e.closers) - 1; i >= 0; i-- {
-		errs = append(errs, e.closers[i].Close())
-	}
-	return errors.Join(errs...)
-}
-
-// selectEngines resolves --accel: "cpu" (no device), "auto" (every usable
-// host device with deflate; none is fine), "emu" (an emulated hisi_zip-0),
-// or a device name (must exist and be usable).
-func selectEngines(c *cli.Context) (*engineSet, error) {
-	v := c.String("accel")
-	switch v {
-	case "cpu":
-		return &engineSet{}, nil
-	case "emu":
-		return emuEngines(c.String("emu-model"))
-	}
-	host := &uacce.Host{SysfsRoot: c.String("sysfs-root")}
-	devs, err := host.Discover()
-	if err != nil && v != "auto" {
-		return nil, fmt.Errorf("--accel %s: %w", v, err)
-	}
-	set := &engineSet{prov: host}
-	for _, d := range devs {
-		switch {
-		case v == "auto" && !d.Isolated && d.HasAlgorithm("deflate"):
-			set.devs = append(set.devs, d)
-		case d.Name == v:
-			if d.Isolated {
-				return nil, fmt.Errorf("--accel %s: %w", v, uacce.ErrIsolated)
-			}
-			set.devs = append(set.devs, d)
-		}
-	}
-	if v != "auto" && len(set.devs) == 0 {
-		return nil, usagef("--accel %q: no such device (want auto, cpu, emu or one of the names `accelfs devices` lists)", v)
-	}
-	return set, nil
-}
-
-// layerOptions turns the flags into session options.
-func layerOptions(c *cli.Context, set *engineSet, logger *slog.Logger) ([]session.Option, error) {
+// engineConfig turns the flags into the engine package's Config.
+func engineConfig(c *cli.Context, logger *slog.Logger) (engine.Config, error) {
 	th, err := parseSize(c.String("hw-threshold"))
 	if err != nil {
-		return nil, err
+		return engine.Config{}, err
 	}
 	thd, err := parseSize(c.String("hw-threshold-decompress"))
 	if err != nil {
+		return engine.Config{}, err
+	}
+	return engine.Config{
+		Accel: c.String("accel"), EmuProfile: c.String("emu-profile"), EmuModel: c.String("emu-model"),
+		SysfsRoot: c.String("sysfs-root"), Pollers: c.Int("pollers"), HWQueues: c.Int("hw-queues"),
+		CompressThreshold: &th, DecompressThreshold: &thd,
+		VerifyCompression: c.Bool("verify-compression"), AsyncOnly: !c.Bool("sync-mode"), Logger: logger,
+	}, nil
+}
+
+// engineErr turns the engine package's user mistakes into usage errors.
+func engineErr(err error) error {
+	if errors.Is(err, engine.ErrUsage) {
+		return usagef("%v", err)
+	}
+	return err
+}
+
+// selectEngines resolves --accel to devices (engine.Select).
+func selectEngines(c *cli.Context) (*engine.Set, error) {
+	cfg, err := engineConfig(c, nil)
+	if err != nil {
 		return nil, err
 	}
-	opts := []session.Option{
-		session.WithPollers(c.Int("pollers")),
-		session.WithHWCtxsPerRegion(c.Int("hw-queues")),
-		session.WithThreshold(th, thd),
-	}
-	if logger != nil {
-		opts = append(opts, session.WithLogger(logger))
-	}
-	for _, d := range set.devs {
-		opts = append(opts, session.WithDevice(set.prov, d))
-	}
-	return opts, nil
+	set, err := engine.Select(cfg)
+	return set, engineErr(err)
 }
 
-// newLayer builds the session layer --accel asks for; closing the returned
-// Closer closes the layer and then the emulator, if any.
-func newLayer(c *cli.Context, logger *slog.Logger, extra ...session.Option) (*session.Layer, io.Closer, error) {
-	set, err := selectEngines(c)
+// newEngine builds the engine --accel asks for (engine.New).
+func newEngine(c *cli.Context, logger *slog.Logger, extra ...session.Option) (*engine.Engine, error) {
+	cfg, err := engineConfig(c, logger)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	opts, err := layerOptions(c, set, logger)
-	if err != nil {
-		set.Close()
-		return nil, nil, err
-	}
-	l, err := session.New(append(opts, extra...)...)
-	if err != nil {
-		set.Close()
-		return nil, nil, err
-	}
-	// the layer first (it drains its queues), then the emulator
-	return l, closerFunc(func() error { return errors.Join(l.Close(), set.Close()) }), nil
+	e, err := engine.New(cfg, extra...)
+	return e, engineErr(err)
 }
-
-type closerFunc func() error
-
-func (f closerFunc) Close() error { return f() }
 
 // newCompressor builds the engine for a mount from the flags. It returns
 // the compressor, the metrics function whose JSON ({"engines": ...,
 // "fallbacks": ...}) is merged into `accelfs stats`, and a Closer the server
 // calls after the store is closed.
 func newCompressor(c *cli.Context) (blockstore.Compressor, func() any, io.Closer, error) {
-	l, closer, err := newLayer(c, slog.Default())
+	e, err := newEngine(c, slog.Default())
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	return &sessionCompressor{l: l}, func() any { return l.Metrics() }, closer, nil
+	return e.Compressor(), e.Metrics, e, nil
 }
 
-// autoAlgo is what `--algo auto` means: deflate when a hardware engine
-// (hisi_zip or the emulator) can compress it, lz4 on the CPU.
+// autoAlgo is what `--algo auto` means for comp's engine (engine.AutoAlgo);
+// lz4 for any other compressor.
 func autoAlgo(comp blockstore.Compressor) codec.ID {
-	if sc, ok := comp.(*sessionCompressor); ok && sc.l.HardwareFor(codec.Deflate, session.Compress) {
-		return codec.Deflate
+	if e := engine.EngineOf(comp); e != nil {
+		return e.AutoAlgo()
 	}
 	return codec.LZ4
 }
 
-// sessionCompressor adapts the session layer to blockstore.Compressor (cmd
-// imports both; accel/session must not import blockstore).
-type sessionCompressor struct {
-	l *session.Layer
-}
-
-var _ blockstore.Compressor = (*sessionCompressor)(nil)
-
-// Run maps the jobs to session jobs, runs them as one batch (submit all,
-// park, wake on the last completion) and copies the results back.
-func (s *sessionCompressor) Run(ctx context.Context, jobs []*blockstore.Job) error {
-	sj := make([]session.Job, len(jobs))
-	ptrs := make([]*session.Job, len(jobs))
-	for i, j := range jobs {
-		sj[i] = session.Job{Decompress: j.Decompress, Algo: j.Algo, Level: j.Level,
-			Src: j.Src, Dst: j.Dst, RawLen: j.RawLen}
-		ptrs[i] = &sj[i]
+// expectAlgo tells comp's engine the store's algorithm for new blocks, so a
+// device that does not offer it is reported idle (log line, stats).
+func expectAlgo(comp blockstore.Compressor, algo string) {
+	if e := engine.EngineOf(comp); e != nil {
+		e.Expect(algo)
 	}
-	err := s.l.Run(ctx, ptrs)
-	for i, j := range jobs {
-		j.Out, j.Err = sj[i].Out, sj[i].Err
-	}
-	return err
-}
-
-// emuEngines creates the emulated hisi_zip-0 (its sysfs entry in a private
-// temporary directory, removed on Close) for --accel emu.
-func emuEngines(model string) (*engineSet, error) {
-	root, err := os.MkdirTemp("", "accelfs-emu-")
-	if err != nil {
-		return nil, err
-	}
-	o := emu.Options{SysfsRoot: root}
-	if model == "hisi_zip" {
-		o.Model = emu.HisiZipModel()
-	}
-	d, err := emu.New(o)
-	if err != nil {
-		os.RemoveAll(root)
-		return nil, err
-	}
-	set := &engineSet{prov: d, closers: []io.Closer{closerFunc(func() error { return os.RemoveAll(root) }), d}}
-	devs, err := d.Discover()
-	if err != nil || len(devs) != 1 {
-		set.Close()
-		return nil, fmt.Errorf("emulated device not discovered (%d devices): %w", len(devs), err)
-	}
-	set.devs = devs
-	return set, nil
 }

@@ -6,6 +6,7 @@ import (
 	"math/rand"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/urfave/cli/v2"
@@ -87,8 +88,9 @@ func TestStoreWrittenOnEmuReadsOnCPU(t *testing.T) {
 	withAccel(t, []string{"--accel", "cpu"}, func(c *cli.Context) error {
 		st, metrics := open(c, codec.LZ4, false)
 		defer st.Close()
-		if b := st.Stats().Blocks; b["deflate"] == 0 || len(b) != 1 {
-			t.Errorf("--algo auto on emu should have stored only deflate blocks: %v", b)
+		// the default emulator profile is a Kunpeng 920: zlib, no deflate
+		if b := st.Stats().Blocks; b["zlib"] == 0 || len(b) != 1 {
+			t.Errorf("--algo auto on emu (kunpeng920) should have stored only zlib blocks: %v", b)
 		}
 		for path, data := range want {
 			f, err := os.OpenFile(path, os.O_RDWR, 0)
@@ -130,8 +132,16 @@ func TestDevicesEmuJSON(t *testing.T) {
 	if err := json.Unmarshal(out.Bytes(), &devs); err != nil {
 		t.Fatalf("%v: %s", err, out.Bytes())
 	}
-	if len(devs) != 1 || devs[0].Name != "hisi_zip-0" || devs[0].FreeQueues != 64 || devs[0].Isolated || len(devs[0].Algorithms) != 3 {
-		t.Fatalf("devices: %+v", devs)
+	if len(devs) != 1 || devs[0].Name != "hisi_zip-0" || devs[0].FreeQueues != 64 || devs[0].Isolated ||
+		devs[0].API != "hisi_qm_v2" || strings.Join(devs[0].Algorithms, " ") != "zlib gzip" {
+		t.Fatalf("devices (default profile kunpeng920): %+v", devs)
+	}
+	out.Reset()
+	if err := app.Run([]string{"accelfs", "devices", "--accel", "emu", "--emu-profile", "kunpeng930", "--json"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(out.Bytes(), &devs); err != nil || devs[0].API != "hisi_qm_v3" || len(devs[0].Algorithms) != 4 {
+		t.Fatalf("kunpeng930: %v %+v", err, devs)
 	}
 	out.Reset()
 	if err := app.Run([]string{"accelfs", "devices", "--sysfs-root", t.TempDir()}); err != nil {
@@ -167,7 +177,7 @@ func TestAccelFlagValidation(t *testing.T) {
 		withAccel(t, []string{"--accel", v}, func(*cli.Context) error { return nil })
 	}
 	app := &cli.App{Commands: []*cli.Command{{Name: "x", Flags: accelFlags(), Action: func(*cli.Context) error { return nil }}}}
-	for _, args := range [][]string{{"--accel", "nope"}, {"--pollers", "0"}, {"--hw-threshold", "lots"}, {"--emu-model", "fast"}} {
+	for _, args := range [][]string{{"--accel", "nope"}, {"--pollers", "0"}, {"--hw-threshold", "lots"}, {"--emu-model", "fast"}, {"--emu-profile", "kunpeng9000"}} {
 		if err := app.Run(append([]string{"accelfs", "x"}, args...)); err == nil {
 			t.Errorf("%v accepted", args)
 		}
@@ -190,14 +200,15 @@ func TestAccelDeviceName(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		if len(set.devs) != 1 || set.devs[0].Name != "hisi_zip-0" {
-			t.Fatalf("devices %+v", set.devs)
+		if len(set.Devices) != 1 || set.Devices[0].Name != "hisi_zip-0" {
+			t.Fatalf("devices %+v", set.Devices)
 		}
-		l, closer, err := newLayer(c, nil)
+		e, err := newEngine(c, nil)
 		if err != nil {
 			return err
 		}
-		defer closer.Close()
+		defer e.Close()
+		l := e.Layer
 		m := l.Metrics()
 		if l.HardwareFor(codec.Deflate, session.Compress) || m.Fallbacks[session.CauseOpenError] == 0 {
 			t.Fatalf("unopenable device: %+v", m)
@@ -210,4 +221,25 @@ func TestAccelDeviceName(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestAccelAutoTakesKunpeng920: `--accel auto` keeps a device that lists
+// only "zlib gzip" (every Kunpeng 920); it used to keep only devices listing
+// deflate, so such a host never used its accelerator. The fixture is the
+// sysfs tree of the kunpeng920 profile (accel/emu/testdata).
+func TestAccelAutoTakesKunpeng920(t *testing.T) {
+	for profile, want := range map[string]int{"kunpeng920": 1, "kunpeng930": 1, "v3-lz4": 1} {
+		root := filepath.Join("..", "..", "accel", "emu", "testdata", "sysfs", profile)
+		withAccel(t, []string{"--accel", "auto", "--sysfs-root", root}, func(c *cli.Context) error {
+			set, err := selectEngines(c)
+			if err != nil {
+				return err
+			}
+			defer set.Close()
+			if len(set.Devices) != want {
+				t.Errorf("%s: --accel auto kept %d devices, want %d", profile, len(set.Devices), want)
+			}
+			return nil
+		})
+	}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/accelfs/accelfs/accel/session"
+	"github.com/accelfs/accelfs/accel/uacce"
 	"github.com/accelfs/accelfs/codec"
 )
 
@@ -59,7 +60,8 @@ func benchCommand() *cli.Command {
 		Name:  "bench",
 		Usage: "measure compression engines (MB/s) and the CPU/accelerator size threshold",
 		Description: `Measures every engine --accel offers: the CPU (lz4 and deflate) and each
-accelerator device (deflate), compressing and decompressing blocks of --size
+accelerator device (deflate, or zlib on a device that does not list deflate
+such as a Kunpeng 920), compressing and decompressing blocks of --size
 in batches through the session layer as a mount does, and marks with * the
 engine and algorithm 'auto' would pick. With a device it also measures the
 median latency of single synchronous requests from 1K to 128K on both engines and
@@ -117,7 +119,11 @@ func runBench(c *cli.Context, size int, d time.Duration) (*benchReport, error) {
 		return nil, err
 	}
 	defer set.Close()
-	hasHW := len(set.devs) > 0 && set.devs[0].HasAlgorithm("deflate")
+	hasHW := false
+	for _, dev := range set.Devices {
+		_, ok := benchAlgo(dev)
+		hasHW = hasHW || ok
+	}
 	for _, algo := range []codec.ID{codec.LZ4, codec.Deflate} {
 		r, err := benchEngine(cpuL, "cpu", algo, corpus, size, d)
 		if err != nil {
@@ -126,36 +132,40 @@ func runBench(c *cli.Context, size int, d time.Duration) (*benchReport, error) {
 		r.Auto = !hasHW && algo == codec.LZ4
 		rep.Results = append(rep.Results, r)
 	}
-	// Each device alone: deflate only, no offload to the CPU, no threshold.
+	// Each device alone with the algorithm it offers (deflate, else zlib),
+	// no offload to the CPU, no threshold.
 	var hwL *session.Layer
-	for i, dev := range set.devs {
-		if !dev.HasAlgorithm("deflate") {
+	hwAlgo := codec.Deflate
+	for _, dev := range set.Devices {
+		algo, ok := benchAlgo(dev)
+		if !ok {
 			continue
 		}
 		l, err := session.New(session.WithPollers(c.Int("pollers")), session.WithHWCtxsPerRegion(c.Int("hw-queues")),
-			session.WithThreshold(0, 0), session.WithCPUOffload(false), session.WithDevice(set.prov, dev))
+			session.WithThreshold(0, 0), session.WithCPUOffload(false), session.WithDevice(set.Provider, dev))
 		if err != nil {
 			return nil, err
 		}
 		defer l.Close()
-		if !l.HardwareFor(codec.Deflate, session.Compress) {
-			return nil, fmt.Errorf("%s: no queue could be opened (%v)", dev.Name, l.Metrics().Fallbacks)
+		if !l.HardwareFor(algo, session.Compress) {
+			m := l.Metrics()
+			return nil, fmt.Errorf("%s: not in service: %s (fallbacks %v)", dev.Name, m.Engines[dev.Name].Idle, m.Fallbacks)
 		}
-		r, err := benchEngine(l, dev.Name, codec.Deflate, corpus, size, d)
+		r, err := benchEngine(l, dev.Name, algo, corpus, size, d)
 		if err != nil {
 			return nil, err
 		}
-		r.Auto = i == 0
+		r.Auto = hwL == nil
 		rep.Results = append(rep.Results, r)
 		if hwL == nil {
-			hwL = l
+			hwL, hwAlgo = l, algo
 		}
 	}
 	if hwL != nil {
 		var cWins, dWins []bool
 		for _, sz := range []int{1 << 10, 2 << 10, 4 << 10, 8 << 10, 16 << 10, 32 << 10, 64 << 10, 128 << 10} {
 			raw := corpus[:min(sz, len(corpus))]
-			comp, err := codec.Compress(codec.Deflate, 0, nil, raw)
+			comp, err := codec.Compress(hwAlgo, 0, nil, raw)
 			if err != nil {
 				return nil, err
 			}
@@ -165,7 +175,7 @@ func runBench(c *cli.Context, size int, d time.Duration) (*benchReport, error) {
 				if i >= 2 {
 					dir, src = session.Decompress, comp
 				}
-				if t[i], err = syncLatency(l, dir, src, len(raw), d/16); err != nil {
+				if t[i], err = syncLatency(l, hwAlgo, dir, src, len(raw), d/16); err != nil {
 					return nil, err
 				}
 			}
@@ -177,6 +187,18 @@ func runBench(c *cli.Context, size int, d time.Duration) (*benchReport, error) {
 		rep.DecompressThreshold = crossover(rep.Latency, dWins)
 	}
 	return rep, nil
+}
+
+// benchAlgo is the algorithm a device is measured with: deflate where it
+// lists it, else zlib (a Kunpeng 920); false when it offers neither.
+func benchAlgo(dev uacce.Device) (codec.ID, bool) {
+	switch {
+	case dev.HasAlgorithm("deflate"):
+		return codec.Deflate, true
+	case dev.HasAlgorithm("zlib"):
+		return codec.Zlib, true
+	}
+	return 0, false
 }
 
 func us(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e3 }
@@ -239,12 +261,12 @@ func crossover(pts []latencyPoint, wins []bool) int {
 	return th
 }
 
-// syncLatency is the median time of one synchronous deflate request of src
-// in direction dir (one request in flight), over about d of repetitions
+// syncLatency is the median time of one synchronous request of src with
+// algo in direction dir (one request in flight), over about d of repetitions
 // (the median, not the mean, so that a busy machine's stalls do not decide
 // the threshold).
-func syncLatency(l *session.Layer, dir session.Direction, src []byte, rawLen int, d time.Duration) (time.Duration, error) {
-	s, err := l.NewSession(session.SessionOptions{Algo: codec.Deflate, Dir: dir, Node: -1})
+func syncLatency(l *session.Layer, algo codec.ID, dir session.Direction, src []byte, rawLen int, d time.Duration) (time.Duration, error) {
+	s, err := l.NewSession(session.SessionOptions{Algo: algo, Dir: dir, Node: -1})
 	if err != nil {
 		return 0, err
 	}

@@ -7,7 +7,9 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/accelfs/accelfs/accel/emu"
 	"github.com/accelfs/accelfs/accel/uacce"
+	"github.com/accelfs/accelfs/engine"
 )
 
 // deviceInfo is one line of `accelfs devices` (and one object of --json).
@@ -34,24 +36,24 @@ instead (what 'accelfs mount --accel emu' uses).
 Examples:
    accelfs devices
    accelfs devices --json
-   accelfs devices --accel emu`,
+   accelfs devices --accel emu
+   accelfs devices --accel emu --emu-profile kunpeng930`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "accel", Value: "auto", Usage: "auto (the host's devices) or emu (the emulated device)"},
 			&cli.BoolFlag{Name: "json", Usage: "print a JSON array"},
+			&cli.StringFlag{Name: "emu-profile", Value: emu.DefaultProfile, Usage: "with --accel emu: the device generation emulated (" + strings.Join(emu.Profiles(), ", ") + ")"},
 			&cli.StringFlag{Name: "sysfs-root", Value: uacce.DefaultSysfsRoot, Hidden: true, Usage: "where uacce devices are listed (tests)"},
 		},
 		Action: func(c *cli.Context) error {
 			var devs []uacce.Device
 			switch v := c.String("accel"); v {
 			case "emu":
-				set, err := emuEngines("cpu")
+				set, err := engine.Emulated(c.String("emu-profile"), "cpu")
 				if err != nil {
-					return err
+					return engineErr(err)
 				}
 				defer set.Close()
-				if devs, err = set.prov.Discover(); err != nil {
-					return err
-				}
+				devs = set.Devices
 			case "auto":
 				var err error
 				if devs, err = uacce.Discover(c.String("sysfs-root")); err != nil {

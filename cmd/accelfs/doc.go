@@ -4,8 +4,8 @@
 //
 // Subcommands (one file each): mount, umount, stats, fsck, devices, bench,
 // version. Shared flag builders are in flags.go; the choice
-// of compression engine (--accel) is in accel.go, behind one function,
-// newCompressor.
+// of compression engine (--accel) is in accel.go, which turns the flags
+// into package engine's Config (newCompressor).
 //
 // Terms: BACKING is the directory that holds the stored tree and the
 // store's .accelfs/ directory; MOUNTPOINT is where the mount appears. The

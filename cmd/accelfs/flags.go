@@ -17,7 +17,7 @@ import (
 func algoFlag() cli.Flag {
 	return &cli.StringFlag{
 		Name:  "algo",
-		Usage: "compression for new blocks: lz4, zstd, deflate, zlib, gzip, none, or auto (deflate on an accelerator, lz4 on the CPU) (default: the store's, lz4 for a new store)",
+		Usage: "compression for new blocks: lz4, zstd, deflate, zlib, gzip, none, or auto (what the accelerator lists: lz4, else deflate, else zlib; lz4 on the CPU) (default: the store's, lz4 for a new store)",
 		Action: func(c *cli.Context, v string) error {
 			if v == "auto" {
 				return nil

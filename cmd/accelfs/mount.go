@@ -207,6 +207,7 @@ func serve(c *cli.Context, backing, mnt string) (err error) {
 	if err != nil {
 		return err
 	}
+	expectAlgo(comp, store.Stats().Algo) // a device that cannot run it says so
 	closeStore := func() error {
 		if err := store.Close(); err != nil {
 			logger.Error("closing the store", "err", err)

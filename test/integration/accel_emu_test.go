@@ -3,7 +3,9 @@ package integration
 import (
 	"math/rand"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 
@@ -19,9 +21,9 @@ func engineStats(doc map[string]any, name string) map[string]any {
 }
 
 // TestEmuStoreReadsOnCPU: a store written by the real binary with
-// --accel emu --algo deflate (blocks compressed by the emulated hisi_zip
-// device) reads back identically with --accel cpu, and the stats document
-// shows which engine did the work.
+// --accel emu --algo auto (the default profile, a Kunpeng 920: zlib blocks
+// compressed by the emulated hisi_zip device) reads back identically with
+// --accel cpu, and the stats document shows which engine did the work.
 func TestEmuStoreReadsOnCPU(t *testing.T) {
 	backing := t.TempDir()
 	rnd := rand.New(rand.NewSource(5))
@@ -34,7 +36,7 @@ func TestEmuStoreReadsOnCPU(t *testing.T) {
 		files[filepath.Join("d", string(rune('a'+i)))] = b
 	}
 
-	s := startServer(t, backing, "--accel=emu", "--algo=deflate")
+	s := startServer(t, backing, "--accel=emu", "--algo=auto")
 	if err := os.Mkdir(filepath.Join(s.Dir, "d"), 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -61,8 +63,8 @@ func TestEmuStoreReadsOnCPU(t *testing.T) {
 		wantContent(t, filepath.Join(c.Dir, name), data)
 	}
 	doc = readStatsDoc(t, c.Dir)
-	if blocks, _ := doc["blocks"].(map[string]any); blocks["deflate"] == nil {
-		t.Fatalf("no deflate blocks in the store: %v", doc["blocks"])
+	if blocks, _ := doc["blocks"].(map[string]any); blocks["zlib"] == nil || blocks["deflate"] != nil {
+		t.Fatalf("--algo auto on a kunpeng920 should store zlib blocks: %v", doc["blocks"])
 	}
 	cpu := engineStats(doc, "cpu")
 	if cpu == nil || engineStats(doc, "hisi_zip-0") != nil {
@@ -76,9 +78,9 @@ func TestEmuStoreReadsOnCPU(t *testing.T) {
 	}
 }
 
-// TestSuiteAccelMode: the suite's engine for ACCELFS_TEST_ACCEL goes through
-// the session layer and autoAlgo picks deflate exactly when the mode has a
-// device (emu: the emulated hisi_zip-0), lz4 for cpu. No mount needed.
+// TestSuiteAccelMode: the suite's engine for ACCELFS_TEST_ACCEL is the
+// engine package's, and autoAlgo picks what the mode's device lists (zlib
+// for emu: the default profile is a Kunpeng 920), lz4 for cpu. No mount.
 func TestSuiteAccelMode(t *testing.T) {
 	for _, mode := range []string{"cpu", "emu"} {
 		comp, metrics, closer, err := newCompressor(mode)
@@ -92,8 +94,38 @@ func TestSuiteAccelMode(t *testing.T) {
 		switch {
 		case mode == "cpu" && (algo != codec.LZ4 || hasDev || len(m.Engines) != 1):
 			t.Fatalf("cpu: algo %v engines %v", algo, m.Engines)
-		case mode == "emu" && (algo != codec.Deflate || !hasDev):
+		case mode == "emu" && (algo != codec.Zlib || !hasDev):
 			t.Fatalf("emu: algo %v engines %v", algo, m.Engines)
 		}
+	}
+}
+
+// TestEmuIdleDeviceReported: a store whose algorithm the device does not
+// offer (deflate on a Kunpeng 920) mounts, works on the CPU, and says so
+// once in the log and in `accelfs stats` (the device idle, with why).
+func TestEmuIdleDeviceReported(t *testing.T) {
+	backing := t.TempDir()
+	s := startServer(t, backing, "--accel=emu", "--algo=deflate")
+	data := text(1<<20, 'k')
+	writeFile(t, filepath.Join(s.Dir, "f"), data)
+	wantContent(t, filepath.Join(s.Dir, "f"), data)
+	doc := readStatsDoc(t, s.Dir)
+	hw := engineStats(doc, "hisi_zip-0")
+	idle, _ := hw["idle"].(string)
+	if !strings.Contains(idle, "deflate") {
+		t.Fatalf("stats: device not reported idle: %v", hw)
+	}
+	if c, _ := hw["compress"].(map[string]any); c["requests"].(float64) != 0 {
+		t.Fatalf("idle device compressed: %v", hw)
+	}
+	out, err := exec.Command(accelfsBinary(t), "stats", s.Dir).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "idle=") {
+		t.Fatalf("accelfs stats text: %v\n%s", err, out)
+	}
+	if err := s.stop(t, syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(readFile(s.log), "accelerator idle"); n != 1 {
+		t.Fatalf("log has %d idle lines, want 1:\n%s", n, readFile(s.log))
 	}
 }
