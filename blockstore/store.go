@@ -69,12 +69,18 @@ type Options struct {
 	ReadaheadBytes int64
 	// Logger receives corruption reports and background errors. Default slog.Default().
 	Logger *slog.Logger
+	// RebuildProgress receives the progress of an index rebuild that Open
+	// (or RebuildIndex) runs.
+	RebuildProgress func(FsckProgress)
 	// NoCreate makes Open fail with ErrNotStore instead of creating a store
 	// in an empty directory (fsck, stats, set, get never create one).
 	NoCreate bool
 	// ReadOnly opens the store without writing anything: the index read-only
-	// (bbolt ReadOnly), no pid file, no commits; File writes fail with
-	// ErrReadOnly. For a read-only backing (mount -o ro, fsck on EROFS).
+	// (bbolt ReadOnly), no pid file, no interval commits, no adoption or
+	// header initialization on open, InitFile fails with ErrReadOnly. For a
+	// read-only backing (mount -o ro, fsck on EROFS). File writes are not
+	// refused here (the kernel refuses them on a read-only mount); a commit
+	// of one fails.
 	ReadOnly bool
 }
 
@@ -440,7 +446,7 @@ func openLocked(dir string, sd *storeDir, db *bolt.DB, o *Options, existing bool
 		// them empty and let new records overwrite the only copy of the
 		// data. Rebuild it from the backing files first.
 		s.log.Warn("blockstore: the store has no index, rebuilding it from the backing files", "store", dir)
-		rep, err := s.Fsck(FsckOptions{Rebuild: true})
+		rep, err := s.Fsck(FsckOptions{Rebuild: true, Progress: o.RebuildProgress})
 		if err != nil {
 			s.pfCancel()
 			return nil, fmt.Errorf("rebuild missing index: %w", err) // Open closes db
@@ -771,6 +777,9 @@ func (s *Store) InitFile(f *os.File) error {
 	if s.isClosed() {
 		return ErrClosed
 	}
+	if s.readOnly {
+		return fmt.Errorf("%w: InitFile %s", ErrReadOnly, f.Name())
+	}
 	fi, err := f.Stat()
 	if err != nil {
 		return err
@@ -813,6 +822,11 @@ func (s *Store) acquire(f *os.File) (*inode, error) {
 		return nil, err
 	}
 	if fi.Size() == 0 {
+		if s.readOnly {
+			// Never initialized; a read-only store serves it as empty
+			// without writing a header.
+			return s.emptyInode(f, fi)
+		}
 		if err := s.initHeader(f); err != nil {
 			return nil, err
 		}
@@ -879,7 +893,34 @@ func (s *Store) loadInode(h fileHeader, f *os.File, fsize int64) (*inode, error)
 	if err != nil || e.known || fsize <= FileHeaderSize {
 		return e, err
 	}
+	if s.readOnly {
+		// Serve the records as adoption would, without committing them.
+		val, best, _, err := s.rebuildFile(e.id, h, e.f, fsize, e.path)
+		if err != nil {
+			return nil, err
+		}
+		e.size, e.committedSize, e.nextGen, e.committed = val.Size, val.Size, val.NextGen, best
+		return e, nil
+	}
 	return s.adoptRecords(e, h, fsize)
+}
+
+// emptyInode is an unshared inode for a never-initialized backing file of
+// a read-only store (it has no file ID yet; a random one keys it).
+func (s *Store) emptyInode(f *os.File, fi os.FileInfo) (*inode, error) {
+	var id FileID
+	if _, err := rand.Read(id[:]); err != nil {
+		return nil, err
+	}
+	e := &inode{s: s, id: id, f: f, path: f.Name(), fi: fi, refs: 1,
+		committed: make(map[int64]entry), pending: make(map[int64]entry), dirty: make(map[int64][]byte)}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, ErrClosed
+	}
+	s.files[id] = e
+	return e, nil
 }
 
 // adoptRecords rebuilds the index state of e (which has no files entry) from
@@ -1057,6 +1098,9 @@ func (s *Store) StatFile(f *os.File) (logicalSize int64, diskBytes int64, err er
 // file f (f itself stays the caller's and is still open). The file's index
 // entries are dropped now, or when the last open handle closes.
 func (s *Store) Unlinked(f *os.File) error {
+	if s.readOnly {
+		return nil // nothing can be unlinked on a read-only backing
+	}
 	fi, err := f.Stat()
 	if err != nil {
 		return err
