@@ -15,6 +15,17 @@ var (
 	// ErrBadFormat: the format file or a backing file header is not one this
 	// version understands (wrong magic, unknown version, bad block size).
 	ErrBadFormat = errors.New("blockstore: unsupported or invalid format")
+	// ErrNotStore: the directory holds no store (no .accelfs/format) and
+	// this call may not create one (fsck, stats, set, get; Open of a
+	// directory that is not empty). The message names `accelfs init`.
+	ErrNotStore = errors.New("blockstore: not an accelfs store")
+	// ErrExists: Init found a store already there.
+	ErrExists = errors.New("blockstore: a store already exists")
+	// ErrUnsafe: .accelfs or a file in it is not safe to use (a symlink,
+	// not a regular file, owned by another user, writable by others).
+	ErrUnsafe = errors.New("blockstore: store directory is not safe to use")
+	// ErrReadOnly: a write to a store opened read-only (EROFS class).
+	ErrReadOnly = errors.New("blockstore: store is read-only")
 
 	// Errors from data operations.
 

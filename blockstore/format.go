@@ -1,8 +1,10 @@
 package blockstore
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"hash/crc32"
 	"io"
@@ -10,6 +12,7 @@ import (
 	"path/filepath"
 
 	"github.com/accelfs/accelfs/codec"
+	"golang.org/x/sys/unix"
 )
 
 // FormatVersion is the on-disk format version this package writes and reads
@@ -240,69 +243,97 @@ type formatFile struct {
 
 const formatMagic = "accelfs-store"
 
-// readFormatFile reads and validates .accelfs/format (at most 64 KiB).
-func readFormatFile(path string) (formatFile, error) {
-	var ff formatFile
-	f, err := os.Open(path)
+// readFormatFile reads and validates .accelfs/format (at most 64 KiB) from
+// the meta directory (not following a symlink).
+func readFormatFile(meta *os.File) (formatFile, error) {
+	f, err := openAt(meta, formatName, os.O_RDONLY, 0)
 	if err != nil {
-		return ff, err
+		return formatFile{}, err
 	}
 	defer f.Close()
 	b, err := io.ReadAll(io.LimitReader(f, 64<<10))
 	if err != nil {
-		return ff, fmt.Errorf("read %s: %w", path, err)
+		return formatFile{}, fmt.Errorf("read %s: %w", f.Name(), err)
 	}
-	if err := json.Unmarshal(b, &ff); err != nil {
-		return ff, fmt.Errorf("%w: %s: %v", ErrBadFormat, path, err)
+	return parseFormatFile(b, f.Name())
+}
+
+// parseFormatFile decodes and validates the format file's contents (name is
+// for messages). Unknown fields are refused: they would be lost by the next
+// `accelfs set`.
+func parseFormatFile(b []byte, name string) (formatFile, error) {
+	var ff formatFile
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&ff); err != nil {
+		return ff, fmt.Errorf("%w: %s: %v", ErrBadFormat, name, err)
+	}
+	if dec.More() {
+		return ff, fmt.Errorf("%w: %s: data after the JSON object", ErrBadFormat, name)
 	}
 	if ff.Magic != formatMagic {
-		return ff, fmt.Errorf("%w: %s: magic %q", ErrBadFormat, path, ff.Magic)
+		return ff, fmt.Errorf("%w: %s: magic %q", ErrBadFormat, name, ff.Magic)
 	}
 	if ff.Version != FormatVersion {
-		return ff, fmt.Errorf("%w: %s: format version %d (this build reads %d)", ErrBadFormat, path, ff.Version, FormatVersion)
+		return ff, fmt.Errorf("%w: %s: format version %d (this build reads %d)", ErrBadFormat, name, ff.Version, FormatVersion)
 	}
 	if !validBlockSize(ff.BlockSize) {
-		return ff, fmt.Errorf("%w: %s: block size %d", ErrBadFormat, path, ff.BlockSize)
+		return ff, fmt.Errorf("%w: %s: block size %d", ErrBadFormat, name, ff.BlockSize)
 	}
 	id, err := codec.Parse(ff.Algo)
 	if err != nil {
-		return ff, fmt.Errorf("%w: %s: %v", ErrBadFormat, path, err)
+		return ff, fmt.Errorf("%w: %s: %v", ErrBadFormat, name, err)
 	}
 	if _, err := codec.NormalizeLevel(id, ff.Level); err != nil {
-		return ff, fmt.Errorf("%w: %s: %v", ErrBadFormat, path, err)
+		return ff, fmt.Errorf("%w: %s: %v", ErrBadFormat, name, err)
 	}
 	return ff, nil
 }
 
-// writeFormatFile writes .accelfs/format atomically (temp file, fsync, rename, fsync dir).
-func writeFormatFile(path string, ff formatFile) error {
+// writeFormatFile writes .accelfs/format atomically: a temp file (opened
+// O_NOFOLLOW, O_EXCL after removing a leftover), fsync, rename over the
+// old one, fsync of the directory.
+func writeFormatFile(meta *os.File, ff formatFile) error {
 	b, err := json.MarshalIndent(ff, "", "  ")
 	if err != nil {
 		return err
 	}
 	b = append(b, '\n')
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	const tmp = formatName + ".tmp"
+	mfd := int(meta.Fd())
+	if err := unix.Unlinkat(mfd, tmp, 0); err != nil && !errors.Is(err, unix.ENOENT) {
+		return metaWriteErr(meta, tmp, err)
+	}
+	f, err := openAt(meta, tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {
 		return err
 	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return err
+	_, err = f.Write(b)
+	if err == nil {
+		err = f.Sync()
 	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
+	if cerr := f.Close(); err == nil {
+		err = cerr
 	}
-	if err := f.Close(); err != nil {
-		return err
+	if err == nil {
+		err = unix.Renameat(mfd, tmp, mfd, formatName)
 	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
+	if err != nil {
+		unix.Unlinkat(mfd, tmp, 0)
+		return metaWriteErr(meta, formatName, err)
 	}
-	return syncDir(filepath.Dir(path))
+	return meta.Sync()
 }
 
+func metaWriteErr(meta *os.File, name string, err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return err
+	}
+	return &os.PathError{Op: "write", Path: filepath.Join(meta.Name(), name), Err: err}
+}
+
+// syncDir fsyncs the directory dir (makes a rename or create in it durable).
 func syncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {

@@ -30,6 +30,16 @@ type FsckOptions struct {
 	// alone (for each block the valid record with the highest generation;
 	// the size from the header's size hint, else the end of the last record).
 	Rebuild bool
+	// Progress, when set, is called after each backing file is checked (from
+	// the calling goroutine).
+	Progress func(FsckProgress)
+}
+
+// FsckProgress is how far a Fsck run is: files and backing bytes checked
+// out of the totals the directory walk found.
+type FsckProgress struct {
+	Files, FilesTotal int
+	Bytes, BytesTotal int64
 }
 
 // Problem kinds in a FsckReport.
@@ -41,6 +51,14 @@ const (
 	ProblemDuplicateID = "duplicate-id"  // two different backing files carry the same file ID
 	ProblemStats       = "stats"         // aggregate stats differ from the entries
 	ProblemIndex       = "index"         // the index itself cannot be read
+	// ProblemUnindexed: a backing file with records and no index entry (an
+	// older index, a commit that failed after the header hint). A mount
+	// adopts its records; repair adopts them too, never punches them.
+	ProblemUnindexed = "unindexed-file"
+	// ProblemLostRecord: rebuild found a record that fails verification and
+	// no newer valid version of its block: that version is lost (the block
+	// reads as its previous version, or zeros).
+	ProblemLostRecord = "lost-record"
 	// ProblemIO: a referenced record could not be checked (I/O error,
 	// engine failure). Repair leaves it alone: the record may be intact.
 	ProblemIO = "io-error"
@@ -66,6 +84,9 @@ type FsckItem struct {
 	Length   int64  `json:"length"`
 	Detail   string `json:"detail"`
 	Repaired bool   `json:"repaired"`
+	// Lost: this run gave up the byte range [Offset, Offset+Length) (the
+	// repair dropped it; it reads as zeros or an older version now).
+	Lost bool `json:"lost"`
 }
 
 func (it FsckItem) String() string {
@@ -82,7 +103,10 @@ func (it FsckItem) String() string {
 	if it.Detail != "" {
 		fmt.Fprintf(&b, ": %s", it.Detail)
 	}
-	if it.Repaired {
+	switch {
+	case it.Lost:
+		b.WriteString(" [DATA LOST by this run]")
+	case it.Repaired:
 		b.WriteString(" [repaired]")
 	}
 	return b.String()
@@ -97,15 +121,49 @@ type FsckReport struct {
 	Cleanups       []FsckItem `json:"cleanups"`        // crash leftovers
 	ReclaimedBytes int64      `json:"reclaimed_bytes"` // backing bytes punched (repair)
 	Rebuilt        bool       `json:"rebuilt"`
+	OldIndex       string     `json:"old_index,omitempty"` // where rebuild moved the old index
+}
+
+// newReport returns an empty report (lists empty, not nil: JSON `[]`).
+func newReport() *FsckReport {
+	return &FsckReport{Problems: []FsckItem{}, Cleanups: []FsckItem{}}
 }
 
 // Clean reports whether no problem was found (cleanups do not count).
 func (r *FsckReport) Clean() bool { return len(r.Problems) == 0 }
 
+// Unrepaired counts the problems this run did not repair.
+func (r *FsckReport) Unrepaired() int {
+	n := 0
+	for _, p := range r.Problems {
+		if !p.Repaired {
+			n++
+		}
+	}
+	return n
+}
+
+// Lost reports whether this run gave up data (a repair or rebuild dropped
+// byte ranges; each is a problem with Lost set).
+func (r *FsckReport) Lost() bool {
+	for _, p := range r.Problems {
+		if p.Lost {
+			return true
+		}
+	}
+	return false
+}
+
 func (r *FsckReport) String() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%d files, %d blocks verified (%d bytes), %d problems, %d cleanups",
-		r.Files, r.Blocks, r.BytesVerified, len(r.Problems), len(r.Cleanups))
+	lost := 0
+	for _, p := range r.Problems {
+		if p.Lost {
+			lost++
+		}
+	}
+	fmt.Fprintf(&b, "%d files, %d blocks verified (%d bytes), %d problems (%d not repaired, %d with data lost by this run), %d cleanups",
+		r.Files, r.Blocks, r.BytesVerified, len(r.Problems), r.Unrepaired(), lost, len(r.Cleanups))
 	for _, p := range r.Problems {
 		fmt.Fprintf(&b, "\n  problem: %s", p)
 	}
@@ -122,9 +180,80 @@ func (r *FsckReport) problem(it FsckItem) *FsckItem {
 
 // backingFile is one backing file found by the fsck walk.
 type backingFile struct {
-	path string
-	hdr  fileHeader
-	size int64 // backing file size
+	path  string
+	hdr   fileHeader
+	size  int64           // backing file size
+	adopt map[int64]entry // verify of an unindexed file: the records a mount would adopt
+}
+
+// progress reports FsckProgress after each file.
+type progress struct {
+	p  FsckProgress
+	fn func(FsckProgress)
+}
+
+func newProgress(files map[FileID]*backingFile, fn func(FsckProgress)) *progress {
+	pr := &progress{fn: fn}
+	pr.p.FilesTotal = len(files)
+	for _, bf := range files {
+		pr.p.BytesTotal += bf.size
+	}
+	return pr
+}
+
+func (pr *progress) file(bf *backingFile) {
+	pr.p.Files++
+	pr.p.Bytes += bf.size
+	if pr.fn != nil {
+		pr.fn(pr.p)
+	}
+}
+
+// unindexed finds backing files with records and no index entry at all:
+// Open would adopt those records, so they are a problem (verify) or are
+// adopted (repair), never punched. It returns how many it adopted.
+func (s *Store) unindexed(rep *FsckReport, files map[FileID]*backingFile, idx map[FileID]*indexedFile, repair bool) int {
+	n := 0
+	s.mu.Lock()
+	open := make(map[FileID]bool, len(s.files))
+	for id := range s.files {
+		open[id] = true // a live verify: the open file commits its own records
+	}
+	s.mu.Unlock()
+	for id, bf := range files {
+		if idx[id] != nil || bf.size <= FileHeaderSize || open[id] {
+			continue
+		}
+		f, err := os.Open(bf.path)
+		if err != nil {
+			rep.problem(FsckItem{Kind: ProblemIO, Path: bf.path, FileID: id.String(), Block: -1, Detail: err.Error()})
+			continue
+		}
+		val, best, _, err := s.rebuildFile(id, bf.hdr, f, bf.size, bf.path)
+		if err != nil {
+			f.Close()
+			rep.problem(FsckItem{Kind: ProblemIO, Path: bf.path, FileID: id.String(), Block: -1, Detail: err.Error()})
+			continue
+		}
+		if len(best) == 0 && val.Size == 0 {
+			f.Close()
+			continue
+		}
+		it := rep.problem(FsckItem{Kind: ProblemUnindexed, Path: bf.path, FileID: id.String(), Block: -1, Length: val.Size,
+			Detail: fmt.Sprintf("%d records (size %d) with no index entry; a mount adopts them", len(best), val.Size)})
+		bf.adopt = best
+		if repair {
+			if err := s.adoptTx(id, val, best, f); err != nil {
+				it.Detail += "; adopting them failed: " + err.Error()
+			} else {
+				it.Repaired = true
+				it.Detail += "; adopted"
+				n++
+			}
+		}
+		f.Close()
+	}
+	return n
 }
 
 // Fsck checks (and with Repair or Rebuild, fixes) the store. Verification
@@ -140,6 +269,9 @@ func (s *Store) Fsck(opts FsckOptions) (*FsckReport, error) {
 	s.commitMu.Lock()
 	defer s.commitMu.Unlock()
 	write := opts.Repair || opts.Rebuild
+	if write && s.readOnly {
+		return nil, fmt.Errorf("fsck: %w: repair and rebuild write to the store", ErrReadOnly)
+	}
 	if write {
 		s.mu.Lock()
 		n := len(s.files)
@@ -148,19 +280,21 @@ func (s *Store) Fsck(opts FsckOptions) (*FsckReport, error) {
 			return nil, fmt.Errorf("fsck: %w (%d)", ErrBusy, n)
 		}
 	}
-	rep := &FsckReport{}
-	files, err := s.walkBacking(rep)
+	rep := newReport()
+	files, err := s.walkBacking(rep, opts.Repair)
 	if err != nil {
 		return rep, err
 	}
 	if opts.Rebuild {
-		return rep, s.rebuild(rep, files)
+		return rep, s.rebuild(rep, files, newProgress(files, opts.Progress))
 	}
-	return rep, s.verify(rep, files, opts.Repair)
+	return rep, s.verify(rep, files, opts)
 }
 
-// walkBacking finds every backing file and reads its header.
-func (s *Store) walkBacking(rep *FsckReport) (map[FileID]*backingFile, error) {
+// walkBacking finds every backing file and reads its header. A damaged
+// header whose records all name one file ID is rewritten from them when
+// repair is set (reported either way).
+func (s *Store) walkBacking(rep *FsckReport, repair bool) (map[FileID]*backingFile, error) {
 	files := map[FileID]*backingFile{}
 	seen := map[[2]uint64]bool{}
 	err := filepath.WalkDir(s.dir, func(path string, d fs.DirEntry, err error) error {
@@ -192,14 +326,8 @@ func (s *Store) walkBacking(rep *FsckReport) (map[FileID]*backingFile, error) {
 			rep.Cleanups = append(rep.Cleanups, FsckItem{Kind: CleanupUninitialized, Path: path, Block: -1})
 			return nil
 		}
-		f, err := os.Open(path)
-		if err != nil {
-			return err
-		}
-		h, err := s.readHeader(f)
-		f.Close()
-		if err != nil {
-			rep.problem(FsckItem{Kind: ProblemBadHeader, Path: path, Block: -1, Detail: err.Error()})
+		h, ok := s.checkHeader(rep, path, fi.Size(), repair)
+		if !ok {
 			return nil
 		}
 		if other, ok := files[h.ID]; ok {
@@ -214,6 +342,89 @@ func (s *Store) walkBacking(rep *FsckReport) (map[FileID]*backingFile, error) {
 		return nil, fmt.Errorf("fsck: walk %s: %w", s.dir, err)
 	}
 	return files, nil
+}
+
+// checkHeader reads the header of the backing file at path. A damaged one
+// is a bad-header problem; its records tell the file ID (every record
+// carries it), and with repair the immutable part of the header [0, 40) is
+// rewritten from them (the size hint bytes are left as they are).
+func (s *Store) checkHeader(rep *FsckReport, path string, size int64, repair bool) (fileHeader, bool) {
+	f, err := os.Open(path)
+	if err != nil {
+		rep.problem(FsckItem{Kind: ProblemIO, Path: path, Block: -1, Detail: err.Error()})
+		return fileHeader{}, false
+	}
+	defer f.Close()
+	h, err := s.readHeader(f)
+	if err == nil {
+		return h, true
+	}
+	it := rep.problem(FsckItem{Kind: ProblemBadHeader, Path: path, Block: -1, Detail: err.Error()})
+	if !errors.Is(err, ErrCorrupt) && !errors.Is(err, ErrBadFormat) {
+		return h, false // could not read it: nothing to say about the contents
+	}
+	id, n, why := s.recordsID(f, size)
+	if n == 0 {
+		it.Detail += "; " + why + ": not recoverable (the file's data is unreachable)"
+		return h, false
+	}
+	it.Detail += fmt.Sprintf("; its %d records name file ID %s", n, id)
+	if !repair {
+		it.Detail += ": fsck --repair rewrites the header from them"
+		return h, false
+	}
+	nh := fileHeader{Version: FormatVersion, BlockSize: uint32(s.bs), ID: id, SizeHint: -1}
+	if err := writeHeaderID(path, nh); err != nil {
+		it.Detail += ": rewriting the header failed: " + err.Error()
+		return h, false
+	}
+	it.Repaired = true
+	it.Detail += ": header rewritten"
+	f2, err := os.Open(path)
+	if err != nil {
+		return h, false
+	}
+	defer f2.Close()
+	h, err = s.readHeader(f2)
+	return h, err == nil
+}
+
+// recordsID returns the file ID that every valid record header of f names
+// and how many there are (n = 0 with the reason when there is none, or
+// when they disagree).
+func (s *Store) recordsID(f *os.File, size int64) (id FileID, n int, why string) {
+	mixed := false
+	s.scanFile(f, size, func(block int64, l loc, off int64, h *recordHeader, err error) {
+		if err != nil || h.Block != block {
+			return
+		}
+		if n > 0 && h.ID != id {
+			mixed = true
+		}
+		id = h.ID
+		n++
+	})
+	switch {
+	case mixed:
+		return id, 0, "its records name different file IDs"
+	case n == 0:
+		return id, 0, "no valid record"
+	}
+	return id, n, ""
+}
+
+// writeHeaderID rewrites bytes [0, 40) of the header at path (magic,
+// version, block size, file ID and their checksum) and syncs the file.
+func writeHeaderID(path string, h fileHeader) error {
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if _, err := f.WriteAt(h.marshal()[:40], 0); err != nil {
+		return err
+	}
+	return unix.Fdatasync(int(f.Fd()))
 }
 
 // indexedFile is a file's state as the index has it.
@@ -269,13 +480,21 @@ func (s *Store) readIndex() (map[FileID]*indexedFile, statCounters, [][]byte, er
 
 // verify checks every index entry against its record and scans the backing
 // files for unreferenced records.
-func (s *Store) verify(rep *FsckReport, files map[FileID]*backingFile, repair bool) error {
+//
+// It is long because it is one pass with one index snapshot: the entries it
+// checks, the records it scans and the stats it recomputes must agree.
+func (s *Store) verify(rep *FsckReport, files map[FileID]*backingFile, opts FsckOptions) error {
+	repair := opts.Repair
 	idx, stored, badKeys, err := s.readIndex()
+	if err == nil && s.unindexed(rep, files, idx, repair) > 0 && repair {
+		idx, stored, badKeys, err = s.readIndex() // with the adopted files
+	}
 	if err != nil {
-		rep.problem(FsckItem{Kind: ProblemIndex, Block: -1, Detail: err.Error() + " (run fsck --rebuild)"})
+		rep.problem(FsckItem{Kind: ProblemIndex, Block: -1, Detail: err.Error() + " (the index cannot be read: fsck --rebuild builds a new one from the backing files)"})
 		return nil
 	}
 	bs := int64(s.bs)
+	prog := newProgress(files, opts.Progress)
 	var dropFiles []FileID
 	dropBlocks := map[FileID][]int64{}
 	for _, k := range badKeys {
@@ -311,8 +530,11 @@ func (s *Store) verify(rep *FsckReport, files map[FileID]*backingFile, repair bo
 				continue // not known to be bad: never dropped
 			}
 			it.Repaired = repair
+			// An entry past the file size covers nothing a reader sees.
+			it.Lost = repair && it.Kind != ProblemBeyondSize && it.Length > 0
 			dropBlocks[id] = append(dropBlocks[id], b.block)
 		}
+		prog.file(bf)
 	}
 	// Unreferenced records.
 	type punchAt struct {
@@ -326,12 +548,23 @@ func (s *Store) verify(rep *FsckReport, files map[FileID]*backingFile, repair bo
 		refs := map[int64]entry{}
 		if xf != nil {
 			refs = xf.entries
+		} else if bf.adopt != nil {
+			refs = bf.adopt // a mount would adopt them: never a cleanup
+		}
+		dropped := map[int64]bool{}
+		if repair {
+			for _, b := range dropBlocks[id] {
+				dropped[b] = true
+			}
 		}
 		s.scanRecords(bf, func(block int64, l loc, off int64, h *recordHeader, err error) {
-			if en, ok := refs[block]; ok && en.bad == nil && en.Loc == l {
+			if en, ok := refs[block]; ok && en.bad == nil && en.Loc == l && !dropped[block] {
 				return // referenced: verified (and reported when bad) above
 			}
 			detail := "not referenced by the index"
+			if dropped[block] {
+				detail = "record of the entry this repair dropped"
+			}
 			if err != nil {
 				detail = "unreadable and not referenced: " + err.Error()
 			}
@@ -603,7 +836,9 @@ func punchPath(path string, off, n int64) (int64, error) {
 // each block the fully valid record (header, payload, decode, data
 // checksum) with the highest generation; the size from the header's size
 // hint when valid (records past it are dropped), else the end of the last
-// record. others lists the records left out.
+// record. others lists the records left out; those that may have been the
+// newest version of a block inside the size (they fail verification and no
+// valid record of a higher generation exists) have Lost set.
 func (s *Store) rebuildFile(id FileID, hdr fileHeader, f *os.File, fsize int64, path string) (fileVal, map[int64]entry, []FsckItem, error) {
 	bs := int64(s.bs)
 	best := map[int64]entry{}
@@ -611,6 +846,7 @@ func (s *Store) rebuildFile(id FileID, hdr fileHeader, f *os.File, fsize int64, 
 	var cands []*fetched
 	var candOff []int64
 	var scanErr error
+	var otherGen []int64 // per others item: its generation, -1 when unknown
 	s.scanFile(f, fsize, func(block int64, l loc, off int64, h *recordHeader, err error) {
 		item := FsckItem{Kind: CleanupUnreferenced, Path: path, FileID: id.String(), Block: block, Offset: block * bs, Length: bs}
 		if err != nil && !errors.Is(err, ErrCorrupt) {
@@ -619,12 +855,13 @@ func (s *Store) rebuildFile(id FileID, hdr fileHeader, f *os.File, fsize int64, 
 		}
 		if err != nil {
 			item.Detail = fmt.Sprintf("unreadable record at offset %d: %v", off, err)
-			others = append(others, item)
+			item.Lost = block >= 0
+			others, otherGen = append(others, item), append(otherGen, -1)
 			return
 		}
 		if h.ID != id || h.Block != block || RecordHeaderSize+int(h.StoredLen) > locCapacity(s.bs, l) {
 			item.Detail = fmt.Sprintf("record at offset %d belongs elsewhere (file %s block %d)", off, h.ID, h.Block)
-			others = append(others, item)
+			others, otherGen = append(others, item), append(otherGen, -1)
 			return
 		}
 		en := entry{Loc: l, Algo: h.Algo, Level: h.Level, RawLen: h.RawLen, StoredLen: h.StoredLen, RawCRC: h.RawCRC, StoredCRC: h.StoredCRC, Gen: h.Gen}
@@ -649,7 +886,8 @@ func (s *Store) rebuildFile(id FileID, hdr fileHeader, f *os.File, fsize int64, 
 		}
 		if c.err != nil {
 			others = append(others, FsckItem{Kind: CleanupUnreferenced, Path: path, FileID: id.String(), Block: c.block,
-				Offset: c.block * bs, Length: bs, Detail: fmt.Sprintf("record at offset %d fails verification: %v", candOff[i], c.err)})
+				Offset: c.block * bs, Length: bs, Lost: true, Detail: fmt.Sprintf("record at offset %d (generation %d) fails verification: %v", candOff[i], c.en.Gen, c.err)})
+			otherGen = append(otherGen, int64(c.en.Gen))
 			continue
 		}
 		if old, ok := best[c.block]; !ok || c.en.Gen > old.Gen {
@@ -666,11 +904,29 @@ func (s *Store) rebuildFile(id FileID, hdr fileHeader, f *os.File, fsize int64, 
 			delete(best, b)
 		}
 	}
+	for i := range others {
+		it := &others[i]
+		if !it.Lost {
+			continue
+		}
+		newer, ok := best[it.Block]
+		superseded := ok && otherGen[i] >= 0 && newer.Gen > uint64(otherGen[i])
+		if superseded || it.Block*bs >= size {
+			it.Lost = false
+			continue
+		}
+		it.Kind, it.Length = ProblemLostRecord, min(bs, size-it.Block*bs)
+		if ok {
+			it.Detail += fmt.Sprintf("; the block now has generation %d, an older version if this record was newer", newer.Gen)
+		} else {
+			it.Detail += "; no other version: the block reads as zeros"
+		}
+	}
 	return fileVal{Size: size, NextGen: gen}, best, others, nil
 }
 
 // rebuild replaces the index with one built from the backing files.
-func (s *Store) rebuild(rep *FsckReport, files map[FileID]*backingFile) error {
+func (s *Store) rebuild(rep *FsckReport, files map[FileID]*backingFile, prog *progress) error {
 	type built struct {
 		id      FileID
 		val     fileVal
@@ -687,12 +943,20 @@ func (s *Store) rebuild(rep *FsckReport, files map[FileID]*backingFile) error {
 		if err != nil {
 			return err
 		}
-		rep.Cleanups = append(rep.Cleanups, others...)
+		for _, it := range others {
+			if it.Lost {
+				it.Repaired = true
+				rep.Problems = append(rep.Problems, it)
+			} else {
+				rep.Cleanups = append(rep.Cleanups, it)
+			}
+		}
 		for _, en := range best {
 			rep.Blocks++
 			rep.BytesVerified += int64(en.RawLen)
 		}
 		all = append(all, built{id: id, val: val, entries: best})
+		prog.file(bf)
 	}
 	var st statCounters
 	err := s.update(func(tx *bolt.Tx) error {
@@ -754,26 +1018,108 @@ func (s *Store) rebuild(rep *FsckReport, files map[FileID]*backingFile) error {
 }
 
 // RebuildIndex rebuilds the index of the store in backingDir from its
-// backing files, whether or not the current index is readable (an
-// unreadable one is kept aside as index.db.corrupt-<time>). It takes the
-// store lock like Open.
+// backing files alone. The old index is never read or modified: it is
+// moved aside first (index.db.damaged-<time> when it cannot be opened,
+// index.db.replaced-<time> otherwise; a damaged page can pass Open and
+// still fail the rebuild transaction) and the store is opened with no
+// index, which rebuilds it. It takes the store lock like Open and never
+// creates a store (ErrNotStore).
 func RebuildIndex(backingDir string, opts *Options) (*FsckReport, error) {
-	s, err := Open(backingDir, opts)
-	if errors.Is(err, ErrCorrupt) {
-		meta := filepath.Join(backingDir, MetaDir)
-		idx := filepath.Join(meta, indexName)
-		aside := fmt.Sprintf("%s.corrupt-%d", idx, time.Now().Unix())
-		if rerr := os.Rename(idx, aside); rerr != nil {
-			return nil, fmt.Errorf("move bad index aside: %w (open: %w)", rerr, err)
-		}
-		s, err = Open(backingDir, opts)
+	o := openDefaults(opts)
+	if o.ReadOnly {
+		return nil, fmt.Errorf("fsck rebuild: %w", ErrReadOnly)
 	}
+	sd, err := lockStoreDir(backingDir, o.LockTimeout)
 	if err != nil {
 		return nil, err
 	}
-	defer s.Close()
-	if s.rebuiltAtOpen != nil {
-		return s.rebuiltAtOpen, nil // Open found no index and rebuilt it
+	if sd.state != stateStore {
+		sd.close()
+		return nil, notStoreError(backingDir, sd.state)
 	}
-	return s.Fsck(FsckOptions{Rebuild: true})
+	if sd.meta, err = openMetaDir(sd.root, false); err != nil {
+		sd.close()
+		return nil, err
+	}
+	if _, err := readFormatFile(sd.meta); err != nil {
+		sd.close()
+		return nil, err
+	}
+	aside, err := moveIndexAside(sd.meta, o.LockTimeout)
+	if err != nil {
+		sd.close()
+		return nil, err
+	}
+	s, err := openStoreDir(backingDir, sd, &o, true)
+	if err != nil {
+		sd.close()
+		return nil, err
+	}
+	rep := s.rebuiltAtOpen
+	if rep == nil { // there was no index to move: Open saw none either
+		rep, err = s.Fsck(FsckOptions{Rebuild: true, Progress: o.RebuildProgress})
+	}
+	if cerr := s.Close(); err == nil {
+		err = cerr
+	}
+	if rep != nil {
+		rep.OldIndex = aside
+	}
+	return rep, err
+}
+
+// moveIndexAside renames .accelfs/index.db to a dated name and returns it
+// ("" when there was none).
+func moveIndexAside(meta *os.File, timeout time.Duration) (string, error) {
+	var st unix.Stat_t
+	if err := unix.Fstatat(int(meta.Fd()), indexName, &st, unix.AT_SYMLINK_NOFOLLOW); errors.Is(err, unix.ENOENT) {
+		return "", nil
+	}
+	tag := "replaced"
+	if db, err := openIndex(meta, timeout, true); err != nil {
+		tag = "damaged"
+	} else {
+		db.Close()
+	}
+	name := fmt.Sprintf("%s.%s-%s", indexName, tag, time.Now().UTC().Format("20060102T150405Z"))
+	mfd := int(meta.Fd())
+	if err := unix.Renameat(mfd, indexName, mfd, name); err != nil {
+		return "", fmt.Errorf("move the index aside: %w", err)
+	}
+	if err := meta.Sync(); err != nil {
+		return "", err
+	}
+	return filepath.Join(meta.Name(), name), nil
+}
+
+// adoptTx makes the records of an unindexed file durable and puts them in
+// the index with its size (fsck repair; the caller holds commitMu).
+func (s *Store) adoptTx(id FileID, val fileVal, best map[int64]entry, f *os.File) error {
+	if err := unix.Fdatasync(int(f.Fd())); err != nil {
+		return fmt.Errorf("%s: fdatasync: %w", f.Name(), ioErr(err))
+	}
+	var d statCounters
+	err := s.update(func(tx *bolt.Tx) error {
+		d = statCounters{}
+		files, blocks := tx.Bucket(bucketFiles), tx.Bucket(bucketBlocks)
+		if err := files.Put(id[:], val.marshal()); err != nil {
+			return err
+		}
+		d.Files++
+		d.addSize(0, val.Size, s.bs)
+		for b, en := range best {
+			if err := blocks.Put(blockKey(id, b), en.marshal()); err != nil {
+				return err
+			}
+			d.addEntry(&en, 1)
+		}
+		st := s.committedStats()
+		st.add(&d)
+		return tx.Bucket(bucketMeta).Put(keyStats, st.marshal())
+	})
+	if err != nil {
+		return err
+	}
+	s.addStats(&d)
+	return nil
 }

@@ -246,3 +246,27 @@ func initIndex(db *bolt.DB) (st statCounters, fresh bool, err error) {
 	})
 	return st, fresh, err
 }
+
+// readIndexMeta checks an existing index without writing (read-only open):
+// its buckets must exist and its version match.
+func readIndexMeta(db *bolt.DB) (st statCounters, err error) {
+	err = db.View(func(tx *bolt.Tx) error {
+		meta := tx.Bucket(bucketMeta)
+		if meta == nil || tx.Bucket(bucketFiles) == nil || tx.Bucket(bucketBlocks) == nil {
+			return fmt.Errorf("%w: index has no buckets (never initialized)", ErrCorrupt)
+		}
+		v := meta.Get(keyVersion)
+		if len(v) != 4 {
+			return fmt.Errorf("%w: index version value of %d bytes", ErrCorrupt, len(v))
+		}
+		if ver := binary.LittleEndian.Uint32(v); ver != FormatVersion {
+			return fmt.Errorf("%w: index format version %d (this build reads %d)", ErrBadFormat, ver, FormatVersion)
+		}
+		if v := meta.Get(keyStats); v != nil {
+			st, err = parseStats(v)
+			return err
+		}
+		return nil
+	})
+	return st, err
+}

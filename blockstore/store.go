@@ -12,8 +12,6 @@ import (
 	"runtime"
 	"runtime/debug"
 	"sort"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -71,6 +69,19 @@ type Options struct {
 	ReadaheadBytes int64
 	// Logger receives corruption reports and background errors. Default slog.Default().
 	Logger *slog.Logger
+	// RebuildProgress receives the progress of an index rebuild that Open
+	// (or RebuildIndex) runs.
+	RebuildProgress func(FsckProgress)
+	// NoCreate makes Open fail with ErrNotStore instead of creating a store
+	// in an empty directory (fsck, stats, set, get never create one).
+	NoCreate bool
+	// ReadOnly opens the store without writing anything: the index read-only
+	// (bbolt ReadOnly), no pid file, no interval commits, no adoption or
+	// header initialization on open, InitFile fails with ErrReadOnly. For a
+	// read-only backing (mount -o ro, fsck on EROFS). File writes are not
+	// refused here (the kernel refuses them on a read-only mount); a commit
+	// of one fails.
+	ReadOnly bool
 }
 
 // maxClosedPending is how many closed files with uncommitted changes the
@@ -89,9 +100,12 @@ const maxClosedPending = 256
 // held); statsMu is read inside index transactions. No lock is held while
 // waiting for dirty budget.
 type Store struct {
-	dir        string // backing directory
-	meta       string // dir/.accelfs
-	bs         int    // block size
+	dir        string   // backing directory
+	meta       string   // dir/.accelfs
+	root       *os.File // the backing directory, flocked: the store lock
+	metaDir    *os.File // .accelfs, checked (storedir.go); meta files are opened through it
+	readOnly   bool     // Options.ReadOnly
+	bs         int      // block size
 	algo       codec.ID
 	level      int
 	comp       Compressor
@@ -202,9 +216,70 @@ func (h *testHooks) add(ev string) {
 	h.mu.Unlock()
 }
 
-// Open opens (creating on first use) the store in backingDir. It fails with
-// ErrLocked when another opener holds the store.
+// Open opens the store in backingDir. An empty directory (nothing but
+// lost+found, or a .accelfs without a format file) becomes a new store
+// unless opts.NoCreate or opts.ReadOnly; a directory that is neither empty
+// nor a store gives ErrNotStore (nothing is created). It fails with
+// ErrLocked when another opener holds the store, and with ErrUnsafe when
+// .accelfs is not safe to use.
 func Open(backingDir string, opts *Options) (*Store, error) {
+	o := openDefaults(opts)
+	sd, err := lockStoreDir(backingDir, o.LockTimeout)
+	if err != nil {
+		return nil, err
+	}
+	created := false
+	if sd.state != stateStore {
+		if sd.state == stateNotStore || o.NoCreate || o.ReadOnly {
+			sd.close()
+			return nil, notStoreError(backingDir, sd.state)
+		}
+		if err := createStore(sd, &o); err != nil {
+			sd.close()
+			return nil, err
+		}
+		created = true
+	}
+	s, err := openStoreDir(backingDir, sd, &o, !created)
+	if err != nil {
+		sd.close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Init creates a new store in backingDir, which must be empty (nothing but
+// lost+found or a .accelfs without a format file): ErrExists when a store is
+// there, ErrNotStore when the directory holds other files. Only BlockSize,
+// Algo/AlgoSet, Level, LockTimeout of opts count.
+func Init(backingDir string, opts *Options) error {
+	o := openDefaults(opts)
+	sd, err := lockStoreDir(backingDir, o.LockTimeout)
+	if err != nil {
+		return err
+	}
+	defer sd.close()
+	switch sd.state {
+	case stateStore:
+		return fmt.Errorf("%w in %s; nothing changed (`accelfs set` changes its settings)", ErrExists, backingDir)
+	case stateNotStore:
+		return notStoreError(backingDir, sd.state)
+	}
+	if err := createStore(sd, &o); err != nil {
+		return err
+	}
+	db, err := openIndex(sd.meta, o.LockTimeout, false)
+	if err != nil {
+		return err
+	}
+	err = guardIndex(db.Path(), func() error { _, _, ierr := initIndex(db); return ierr })
+	if cerr := db.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+func openDefaults(opts *Options) Options {
 	var o Options
 	if opts != nil {
 		o = *opts
@@ -212,22 +287,63 @@ func Open(backingDir string, opts *Options) (*Store, error) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	st, err := os.Stat(backingDir)
+	if o.LockTimeout <= 0 {
+		o.LockTimeout = 200 * time.Millisecond
+	}
+	return o
+}
+
+// createStore makes .accelfs and writes the format file of a new store
+// from the options (the index is created by its first open).
+func createStore(sd *storeDir, o *Options) error {
+	bs := o.BlockSize
+	if bs == 0 {
+		bs = DefaultBlockSize
+	}
+	if !validBlockSize(bs) {
+		return fmt.Errorf("%w: block size %d (want a power of two in %d..%d)", ErrInvalid, bs, MinBlockSize, MaxBlockSize)
+	}
+	algo, level := codec.LZ4, 0
+	if o.Algo != codec.None || o.AlgoSet {
+		algo, level = o.Algo, o.Level
+	}
+	level, err := codec.NormalizeLevel(algo, level)
 	if err != nil {
-		return nil, fmt.Errorf("open store: %w", err)
+		return fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
-	if !st.IsDir() {
-		return nil, fmt.Errorf("open store: %s: %w", backingDir, syscall.ENOTDIR)
+	meta, err := openMetaDir(sd.root, true)
+	if err != nil {
+		return fmt.Errorf("create store: %w", err)
 	}
-	meta := filepath.Join(backingDir, MetaDir)
-	if err := os.Mkdir(meta, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
-		return nil, fmt.Errorf("open store: %w", err)
+	sd.meta = meta
+	ff := formatFile{Magic: formatMagic, Version: FormatVersion, BlockSize: bs, Algo: algo.String(), Level: level}
+	if err := writeFormatFile(meta, ff); err != nil {
+		return fmt.Errorf("create store: %w", err)
 	}
-	db, err := openIndex(meta, o.LockTimeout)
+	// A leftover index of an earlier store whose format file is gone
+	// belongs to nothing here (the directory was empty).
+	if err := unix.Unlinkat(int(meta.Fd()), indexName, 0); err != nil && !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("create store: remove stale index: %w", err)
+	}
+	sd.state = stateStore
+	return nil
+}
+
+// openStoreDir opens the index of the locked store sd and starts the store.
+// existing is false for a store this Open just created.
+func openStoreDir(dir string, sd *storeDir, o *Options, existing bool) (*Store, error) {
+	if sd.meta == nil {
+		meta, err := openMetaDir(sd.root, false)
+		if err != nil {
+			return nil, err
+		}
+		sd.meta = meta
+	}
+	db, err := openIndex(sd.meta, o.LockTimeout, o.ReadOnly)
 	if err != nil {
 		return nil, err
 	}
-	s, err := openLocked(backingDir, meta, db, &o)
+	s, err := openLocked(dir, sd, db, o, existing)
 	if err != nil {
 		db.Close()
 		return nil, err
@@ -235,20 +351,28 @@ func Open(backingDir string, opts *Options) (*Store, error) {
 	return s, nil
 }
 
-// openIndex opens the bbolt index, taking its flock (the store lock).
+// openIndex opens the bbolt index inside meta (O_NOFOLLOW), taking its
+// flock as well (a second line behind the root lock).
 //
 // The freelist is synced (bbolt's default): with NoFreelistSync, Open
 // rebuilds the freelist by walking every page in a goroutine of its own,
 // where a damaged page panics beyond any recover and kills the process.
 // Panics (and memory faults) of bbolt in this goroutine become ErrCorrupt.
-func openIndex(meta string, timeout time.Duration) (db *bolt.DB, err error) {
-	if timeout <= 0 {
-		timeout = 200 * time.Millisecond
+func openIndex(meta *os.File, timeout time.Duration, readOnly bool) (db *bolt.DB, err error) {
+	path := filepath.Join(meta.Name(), indexName)
+	bo := &bolt.Options{Timeout: timeout, FreelistType: bolt.FreelistMapType, ReadOnly: readOnly,
+		OpenFile: func(_ string, flag int, perm os.FileMode) (*os.File, error) {
+			return openAt(meta, indexName, flag, perm)
+		}}
+	if readOnly {
+		var st unix.Stat_t
+		if serr := unix.Fstatat(int(meta.Fd()), indexName, &st, unix.AT_SYMLINK_NOFOLLOW); errors.Is(serr, unix.ENOENT) {
+			return nil, fmt.Errorf("%w: %s is missing and a read-only store cannot rebuild it", ErrCorrupt, path)
+		}
 	}
-	path := filepath.Join(meta, indexName)
 	err = guardIndex(path, func() error {
 		var oerr error
-		db, oerr = bolt.Open(path, 0o600, &bolt.Options{Timeout: timeout, FreelistType: bolt.FreelistMapType})
+		db, oerr = bolt.Open(path, 0o600, bo)
 		return oerr
 	})
 	if errors.Is(err, ErrCorrupt) {
@@ -257,49 +381,35 @@ func openIndex(meta string, timeout time.Duration) (db *bolt.DB, err error) {
 		}
 		return nil, fmt.Errorf("%w; rebuild it with fsck --rebuild", err)
 	}
-	if err == nil {
+	switch {
+	case err == nil:
 		return db, nil
-	}
-	if errors.Is(err, bolterrors.ErrTimeout) {
-		holder := "another process"
-		if b, rerr := os.ReadFile(filepath.Join(meta, pidFileName)); rerr == nil {
-			if pid, perr := strconv.Atoi(strings.TrimSpace(string(b))); perr == nil {
-				holder = fmt.Sprintf("pid %d", pid)
-				if pid == os.Getpid() {
-					holder += " (this process)"
-				}
-			}
-		}
-		return nil, fmt.Errorf("%w: %s is in use by %s (lock on %s)", ErrLocked, filepath.Dir(meta), holder, path)
+	case errors.Is(err, bolterrors.ErrTimeout):
+		return nil, fmt.Errorf("%w: %s is in use by another process (lock on %s)", ErrLocked, filepath.Dir(meta.Name()), path)
+	case errors.Is(err, ErrUnsafe):
+		return nil, err
+	case isAccessErr(err):
+		// Not damage: the index cannot be opened this way (a read-only
+		// backing, permissions). Rebuilding would not help.
+		return nil, fmt.Errorf("open index %s: %w", path, err)
 	}
 	return nil, fmt.Errorf("%w: index %s cannot be opened (%v); rebuild it with fsck --rebuild", ErrCorrupt, path, err)
 }
 
-func openLocked(dir, meta string, db *bolt.DB, o *Options) (*Store, error) {
-	fpath := filepath.Join(meta, formatName)
-	ff, err := readFormatFile(fpath)
-	existing := err == nil
-	switch {
-	case errors.Is(err, os.ErrNotExist):
-		bs := o.BlockSize
-		if bs == 0 {
-			bs = DefaultBlockSize
+// isAccessErr reports errors of the backing filesystem that are not data
+// damage: read-only, permission, no space.
+func isAccessErr(err error) bool {
+	for _, e := range []error{unix.EROFS, unix.EACCES, unix.EPERM, unix.ENOSPC, unix.EDQUOT} {
+		if errors.Is(err, e) {
+			return true
 		}
-		if !validBlockSize(bs) {
-			return nil, fmt.Errorf("%w: block size %d (want a power of two in %d..%d)", ErrInvalid, bs, MinBlockSize, MaxBlockSize)
-		}
-		algo, level := codec.LZ4, 0
-		if o.Algo != codec.None || o.AlgoSet {
-			algo, level = o.Algo, o.Level
-		}
-		if level, err = codec.NormalizeLevel(algo, level); err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
-		}
-		ff = formatFile{Magic: formatMagic, Version: FormatVersion, BlockSize: bs, Algo: algo.String(), Level: level}
-		if err := writeFormatFile(fpath, ff); err != nil {
-			return nil, fmt.Errorf("create store: %w", err)
-		}
-	case err != nil:
+	}
+	return false
+}
+
+func openLocked(dir string, sd *storeDir, db *bolt.DB, o *Options, existing bool) (*Store, error) {
+	ff, err := readFormatFile(sd.meta)
+	if err != nil {
 		return nil, err
 	}
 	if o.BlockSize != 0 && o.BlockSize != ff.BlockSize {
@@ -307,28 +417,73 @@ func openLocked(dir, meta string, db *bolt.DB, o *Options) (*Store, error) {
 	}
 	algo, _ := codec.Parse(ff.Algo) // validated by readFormatFile
 	level := ff.Level
+	source := "store settings"
 	if o.Algo != codec.None || o.AlgoSet {
-		algo, level = o.Algo, o.Level
+		algo, level, source = o.Algo, o.Level, "options (this open only)"
 	}
 	if level, err = codec.NormalizeLevel(algo, level); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
-	var stats statCounters
-	var fresh bool
+	stats, fresh, err := loadIndexMeta(db, o.ReadOnly)
+	if err != nil {
+		return nil, err
+	}
+	if !o.ReadOnly {
+		if err := writePidFile(sd.meta); err != nil {
+			return nil, fmt.Errorf("write pid file: %w", err)
+		}
+	}
+	s := newStore(dir, sd, db, o, ff.BlockSize, algo, level, stats)
+	o.Logger.Info("blockstore: store open", "store", dir, "block_size", ff.BlockSize, "algo", algo.String(), "level", level,
+		"compression_from", source, "read_only", o.ReadOnly)
+	interval := o.CommitInterval
+	if interval == 0 {
+		interval = 5 * time.Second
+	}
+	if fresh && existing {
+		// The store existed but its index did not (deleted, or moved aside
+		// by RebuildIndex): serving files from an empty index would show
+		// them empty and let new records overwrite the only copy of the
+		// data. Rebuild it from the backing files first.
+		s.log.Warn("blockstore: the store has no index, rebuilding it from the backing files", "store", dir)
+		rep, err := s.Fsck(FsckOptions{Rebuild: true, Progress: o.RebuildProgress})
+		if err != nil {
+			s.pfCancel()
+			return nil, fmt.Errorf("rebuild missing index: %w", err) // Open closes db
+		}
+		s.rebuiltAtOpen = rep
+	}
+	if o.ReadOnly {
+		interval = -1 // nothing to commit
+	}
+	s.wg.Add(1)
+	go s.flusher(interval)
+	return s, nil
+}
+
+// loadIndexMeta checks (and for a new index, creates) the index's buckets
+// and returns its stats.
+func loadIndexMeta(db *bolt.DB, readOnly bool) (stats statCounters, fresh bool, err error) {
 	err = guardIndex(db.Path(), func() error {
 		var ierr error
-		stats, fresh, ierr = initIndex(db)
+		if readOnly {
+			stats, ierr = readIndexMeta(db)
+		} else {
+			stats, fresh, ierr = initIndex(db)
+		}
 		return ierr
 	})
 	if err != nil {
-		return nil, fmt.Errorf("index %s: %w", db.Path(), err)
+		return stats, fresh, fmt.Errorf("index %s: %w", db.Path(), err)
 	}
-	if err := os.WriteFile(filepath.Join(meta, pidFileName), []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
-		return nil, fmt.Errorf("write pid file: %w", err)
-	}
-	bs := ff.BlockSize
+	return stats, fresh, nil
+}
+
+// newStore builds the Store value (no goroutine started yet).
+func newStore(dir string, sd *storeDir, db *bolt.DB, o *Options, bs int, algo codec.ID, level int, stats statCounters) *Store {
 	s := &Store{
-		dir: dir, meta: meta, bs: bs, algo: algo, level: level,
+		dir: dir, meta: filepath.Join(dir, MetaDir), root: sd.root, metaDir: sd.meta, readOnly: o.ReadOnly,
+		bs: bs, algo: algo, level: level,
 		comp: o.Compressor, log: o.Logger, db: db, stats: stats, verifyComp: o.VerifyCompression,
 		files:    make(map[FileID]*inode),
 		stop:     make(chan struct{}),
@@ -358,26 +513,7 @@ func openLocked(dir, meta string, db *bolt.DB, o *Options) (*Store, error) {
 	if ra > 0 {
 		s.readahead = int(max(1, ra/int64(bs)))
 	}
-	interval := o.CommitInterval
-	if interval == 0 {
-		interval = 5 * time.Second
-	}
-	if fresh && existing {
-		// The store existed but its index did not (deleted, or moved aside
-		// by RebuildIndex): serving files from an empty index would show
-		// them empty and let new records overwrite the only copy of the
-		// data. Rebuild it from the backing files first.
-		s.log.Warn("blockstore: the store has no index, rebuilding it from the backing files", "store", dir)
-		rep, err := s.Fsck(FsckOptions{Rebuild: true})
-		if err != nil {
-			s.pfCancel()
-			return nil, fmt.Errorf("rebuild missing index: %w", err) // Open closes db
-		}
-		s.rebuiltAtOpen = rep
-	}
-	s.wg.Add(1)
-	go s.flusher(interval)
-	return s, nil
+	return s
 }
 
 // BlockSize returns the store's block size.
@@ -427,10 +563,14 @@ func (s *Store) Close() error {
 		}
 		e.mu.Unlock()
 	}
-	os.Remove(filepath.Join(s.meta, pidFileName))
+	if !s.readOnly {
+		unix.Unlinkat(int(s.metaDir.Fd()), pidFileName, 0)
+	}
 	if cerr := s.db.Close(); cerr != nil && err == nil {
 		err = cerr
 	}
+	s.metaDir.Close()
+	s.root.Close() // releases the store lock, after the index is closed
 	return err
 }
 
@@ -464,6 +604,8 @@ func (s *Store) abandon() {
 		e.mu.Unlock()
 	}
 	s.db.Close()
+	s.metaDir.Close()
+	s.root.Close()
 }
 
 func (s *Store) isClosed() bool {
@@ -635,6 +777,9 @@ func (s *Store) InitFile(f *os.File) error {
 	if s.isClosed() {
 		return ErrClosed
 	}
+	if s.readOnly {
+		return fmt.Errorf("%w: InitFile %s", ErrReadOnly, f.Name())
+	}
 	fi, err := f.Stat()
 	if err != nil {
 		return err
@@ -677,6 +822,11 @@ func (s *Store) acquire(f *os.File) (*inode, error) {
 		return nil, err
 	}
 	if fi.Size() == 0 {
+		if s.readOnly {
+			// Never initialized; a read-only store serves it as empty
+			// without writing a header.
+			return s.emptyInode(f, fi)
+		}
 		if err := s.initHeader(f); err != nil {
 			return nil, err
 		}
@@ -743,7 +893,34 @@ func (s *Store) loadInode(h fileHeader, f *os.File, fsize int64) (*inode, error)
 	if err != nil || e.known || fsize <= FileHeaderSize {
 		return e, err
 	}
+	if s.readOnly {
+		// Serve the records as adoption would, without committing them.
+		val, best, _, err := s.rebuildFile(e.id, h, e.f, fsize, e.path)
+		if err != nil {
+			return nil, err
+		}
+		e.size, e.committedSize, e.nextGen, e.committed = val.Size, val.Size, val.NextGen, best
+		return e, nil
+	}
 	return s.adoptRecords(e, h, fsize)
+}
+
+// emptyInode is an unshared inode for a never-initialized backing file of
+// a read-only store (it has no file ID yet; a random one keys it).
+func (s *Store) emptyInode(f *os.File, fi os.FileInfo) (*inode, error) {
+	var id FileID
+	if _, err := rand.Read(id[:]); err != nil {
+		return nil, err
+	}
+	e := &inode{s: s, id: id, f: f, path: f.Name(), fi: fi, refs: 1,
+		committed: make(map[int64]entry), pending: make(map[int64]entry), dirty: make(map[int64][]byte)}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, ErrClosed
+	}
+	s.files[id] = e
+	return e, nil
 }
 
 // adoptRecords rebuilds the index state of e (which has no files entry) from
@@ -921,6 +1098,9 @@ func (s *Store) StatFile(f *os.File) (logicalSize int64, diskBytes int64, err er
 // file f (f itself stays the caller's and is still open). The file's index
 // entries are dropped now, or when the last open handle closes.
 func (s *Store) Unlinked(f *os.File) error {
+	if s.readOnly {
+		return nil // nothing can be unlinked on a read-only backing
+	}
 	fi, err := f.Stat()
 	if err != nil {
 		return err

@@ -51,6 +51,8 @@ func exitCodeFor(err error) int {
 		return exitUsage
 	case errors.Is(err, errDamaged):
 		return exitDamaged
+	case errors.Is(err, errDataLost):
+		return exitDataLost
 	}
 	return exitFailure
 }
@@ -80,6 +82,9 @@ Examples:
 			umountCommand(),
 			statsCommand(),
 			fsckCommand(),
+			initCommand(),
+			setCommand(),
+			getCommand(),
 			devicesCommand(),
 			benchCommand(),
 			versionCommand(),

@@ -1,0 +1,200 @@
+package blockstore
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/accelfs/accelfs/codec"
+)
+
+// openChecked opens the store in dir and, in t.Cleanup, closes it, then
+// reopens it and requires a clean fsck verify (bbolt's btesting model).
+func openChecked(t *testing.T, dir string, o *Options) *Store {
+	t.Helper()
+	s := mustOpen(t, dir, o)
+	t.Cleanup(func() {
+		s.Close()
+		v, err := Open(dir, &Options{NoCreate: true, CommitInterval: -1, Logger: testLogger(t)})
+		if err != nil {
+			t.Errorf("cleanup fsck: open: %v", err)
+			return
+		}
+		defer v.Close()
+		rep, err := v.Fsck(FsckOptions{})
+		if err != nil || !rep.Clean() || len(rep.Cleanups) != 0 {
+			t.Errorf("cleanup fsck: %v\n%v", err, rep)
+		}
+	})
+	return s
+}
+
+func mustNotExist(t *testing.T, path string) {
+	t.Helper()
+	if _, err := os.Lstat(path); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("%s exists (or %v); nothing should have been created", path, err)
+	}
+}
+
+// Defect 3: a directory that is neither empty nor a store is not made one.
+func TestOpenNotStoreCreatesNothing(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "user-file"), []byte("mine"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range []*Options{nil, {NoCreate: true}, {ReadOnly: true}} {
+		_, err := Open(dir, o)
+		if !errors.Is(err, ErrNotStore) || !strings.Contains(err.Error(), "accelfs init") {
+			t.Fatalf("Open(%+v): %v, want ErrNotStore naming accelfs init", o, err)
+		}
+		mustNotExist(t, filepath.Join(dir, MetaDir))
+	}
+}
+
+// NoCreate (fsck, stats, get, set) on an empty directory creates nothing.
+func TestOpenNoCreateEmpty(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := Open(dir, &Options{NoCreate: true}); !errors.Is(err, ErrNotStore) {
+		t.Fatalf("Open NoCreate: %v, want ErrNotStore", err)
+	}
+	mustNotExist(t, filepath.Join(dir, MetaDir))
+}
+
+func TestInit(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.Mkdir(filepath.Join(dir, "lost+found"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := Init(dir, &Options{BlockSize: 16384, Algo: codec.Zstd, AlgoSet: true, Level: 5}); err != nil {
+		t.Fatalf("Init: %v", err)
+	}
+	if err := Init(dir, nil); !errors.Is(err, ErrExists) {
+		t.Fatalf("second Init: %v, want ErrExists", err)
+	}
+	s := openChecked(t, dir, &Options{NoCreate: true, CommitInterval: -1, Logger: testLogger(t)})
+	if st := s.Stats(); st.BlockSize != 16384 || st.Algo != "zstd" || st.Level != 5 {
+		t.Fatalf("stats after Init: %+v", st)
+	}
+	other := t.TempDir()
+	os.WriteFile(filepath.Join(other, "x"), nil, 0o644)
+	if err := Init(other, nil); !errors.Is(err, ErrNotStore) {
+		t.Fatalf("Init of a non-empty dir: %v, want ErrNotStore", err)
+	}
+	mustNotExist(t, filepath.Join(other, MetaDir))
+}
+
+// Issue 9 item 3: renaming .accelfs away while the store is open does not
+// admit a second opener (the lock is on the backing root).
+func TestLockSurvivesMetaRename(t *testing.T) {
+	dir := t.TempDir()
+	s := mustOpen(t, dir, testOpts(t, 4096, codec.LZ4))
+	f := createFile(t, s, "a")
+	mustWrite(t, f, []byte("data"), 0)
+	f.Close()
+	if err := os.Rename(filepath.Join(dir, MetaDir), filepath.Join(dir, "moved")); err != nil {
+		t.Fatal(err)
+	}
+	s2, err := Open(dir, testOpts(t, 4096, codec.LZ4))
+	if err == nil {
+		s2.Close()
+		t.Fatal("second Open succeeded after .accelfs was renamed away")
+	}
+	if !errors.Is(err, ErrLocked) {
+		t.Fatalf("second Open: %v, want ErrLocked", err)
+	}
+	s.Close()
+	os.Rename(filepath.Join(dir, "moved"), filepath.Join(dir, MetaDir))
+}
+
+// Issue 9 item 3: symlinks planted in .accelfs are never followed.
+func TestMetaSymlinksRefused(t *testing.T) {
+	for _, name := range []string{pidFileName, formatName, indexName} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			s := mustOpen(t, dir, testOpts(t, 4096, codec.LZ4))
+			s.Close()
+			victim := filepath.Join(t.TempDir(), "victim")
+			if err := os.WriteFile(victim, []byte("precious\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			p := filepath.Join(dir, MetaDir, name)
+			data, _ := os.ReadFile(p)
+			os.Remove(p)
+			if name == formatName {
+				os.WriteFile(victim, data, 0o644) // a valid format file behind the link
+			}
+			if err := os.Symlink(victim, p); err != nil {
+				t.Fatal(err)
+			}
+			s2, err := Open(dir, testOpts(t, 4096, codec.LZ4))
+			if err == nil {
+				s2.Close()
+				t.Fatalf("Open followed the symlink %s", name)
+			}
+			if !errors.Is(err, ErrUnsafe) {
+				t.Fatalf("Open: %v, want ErrUnsafe", err)
+			}
+			if b, _ := os.ReadFile(victim); name != formatName && string(b) != "precious\n" {
+				t.Fatalf("victim changed: %q", b)
+			}
+		})
+	}
+}
+
+func TestMetaDirChecks(t *testing.T) {
+	dir := t.TempDir()
+	s := mustOpen(t, dir, testOpts(t, 4096, codec.LZ4))
+	s.Close()
+	meta := filepath.Join(dir, MetaDir)
+	if err := os.Chmod(meta, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(dir, testOpts(t, 4096, codec.LZ4)); !errors.Is(err, ErrUnsafe) {
+		t.Fatalf("Open with a world-writable .accelfs: %v, want ErrUnsafe", err)
+	}
+	os.Chmod(meta, 0o700)
+	if os.Geteuid() == 0 {
+		if err := os.Chown(meta, 12345, 12345); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := Open(dir, testOpts(t, 4096, codec.LZ4)); !errors.Is(err, ErrUnsafe) {
+			t.Fatalf("Open with a .accelfs of another owner: %v, want ErrUnsafe", err)
+		}
+		os.Chown(meta, 0, 0)
+	}
+	// .accelfs itself a symlink to a real store directory.
+	real := filepath.Join(t.TempDir(), "real")
+	if err := os.Rename(meta, real); err != nil {
+		t.Fatal(err)
+	}
+	os.Symlink(real, meta)
+	if _, err := Open(dir, testOpts(t, 4096, codec.LZ4)); !errors.Is(err, ErrUnsafe) && !errors.Is(err, ErrNotStore) {
+		t.Fatalf("Open with .accelfs a symlink: %v, want ErrUnsafe or ErrNotStore", err)
+	}
+	if _, err := OpenMetaFile(dir, "mount.log", os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600); err == nil {
+		t.Fatal("OpenMetaFile went through a symlinked .accelfs")
+	}
+	mustNotExist(t, filepath.Join(real, "mount.log"))
+}
+
+func TestOpenMetaFile(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "x"), nil, 0o644)
+	if _, err := OpenMetaFile(dir, "mount.log", os.O_CREATE|os.O_WRONLY, 0o600); !errors.Is(err, ErrNotStore) {
+		t.Fatalf("OpenMetaFile in a non-store: %v, want ErrNotStore", err)
+	}
+	mustNotExist(t, filepath.Join(dir, MetaDir))
+	empty := t.TempDir()
+	f, err := OpenMetaFile(empty, "mount.log", os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		t.Fatalf("OpenMetaFile in an empty dir: %v", err)
+	}
+	f.Close()
+	// The empty directory with only .accelfs/mount.log is still creatable.
+	s := openChecked(t, empty, testOpts(t, 4096, codec.LZ4))
+	if _, err := s.OpenMetaFile("../x", os.O_RDONLY, 0); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("OpenMetaFile(../x): %v", err)
+	}
+}
