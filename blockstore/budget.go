@@ -22,8 +22,11 @@ func newBudget(limit int64) *budget {
 
 // reserve takes n bytes, waiting while that would exceed the limit (a single
 // reservation larger than the limit proceeds once nothing else is reserved).
-// kick is called before each wait to ask for dirty blocks to be written out.
-func (b *budget) reserve(ctx context.Context, n int64, kick func()) error {
+// kick is called before each wait to ask for dirty blocks to be written out;
+// then reclaim (when not nil) may free the bytes of dirty blocks that could
+// not be written (stuck blocks, Store.reclaimStuck): a writer never waits
+// for budget that only a write-out which keeps failing could free.
+func (b *budget) reserve(ctx context.Context, n int64, kick func(), reclaim func() int64) error {
 	for {
 		b.mu.Lock()
 		if b.used+n <= b.limit || b.used == 0 {
@@ -34,12 +37,24 @@ func (b *budget) reserve(ctx context.Context, n int64, kick func()) error {
 		ch := b.freed
 		b.mu.Unlock()
 		kick()
+		if reclaim != nil && reclaim() > 0 {
+			continue
+		}
 		select {
 		case <-ch:
 		case <-ctx.Done():
 			return fmt.Errorf("%w: waiting for dirty-cache space: %w", ErrInterrupted, ctx.Err())
 		}
 	}
+}
+
+// wake releases the waiters without giving back bytes, so that they look
+// again (a write-out failed: its blocks became reclaimable, reserve).
+func (b *budget) wake() {
+	b.mu.Lock()
+	close(b.freed)
+	b.freed = make(chan struct{})
+	b.mu.Unlock()
 }
 
 // release gives back n bytes.

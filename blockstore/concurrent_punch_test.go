@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -19,9 +18,13 @@ import (
 // Like TestConcurrentModel, with PunchHole, file reopen (the entry leaves
 // the open-file table and comes back), all-zero writes, a live fsck verify
 // running throughout (it must stay clean), and, in the "faults" run,
-// injected fdatasync (EIO) and write (ENOSPC) failures: reads must match
-// the model throughout, and after the faults stop the store must close,
-// reopen and read back every model, with fsck clean and nothing left over.
+// injected fdatasync (EIO) failures: reads must match the model
+// throughout, and after the faults stop the store must close, reopen and
+// read back every model, with fsck clean and nothing left over. Record
+// write failures are not injected here: a file whose blocks cannot be
+// written fails its writers and may drop the blocks (stuck blocks, see
+// doc.go), which no model of "every write lands" can follow; faults_test.go
+// covers them.
 func TestConcurrentModelPunchReopen(t *testing.T) {
 	for _, faults := range []bool{false, true} {
 		t.Run(map[bool]string{false: "clean", true: "faults"}[faults], func(t *testing.T) {
@@ -51,9 +54,6 @@ func testConcurrentModelPunchReopen(t *testing.T, withFaults bool) {
 		defer hmu.Unlock()
 		if op == "sync" && hrng.IntN(8) == 0 {
 			return errInjected
-		}
-		if op == "write" && hrng.IntN(20) == 0 {
-			return syscall.ENOSPC
 		}
 		return nil
 	}}

@@ -1,6 +1,7 @@
 package blockstore
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -62,11 +63,20 @@ type inode struct {
 	// (errseq). So the next commit reads every pending record back,
 	// verifies it and writes it again before it fdatasyncs (resyncPending).
 	resync bool
-	// wbErr is a failure no caller of this file has seen yet: a failed
-	// size-hint write or fdatasync of f in the interval commit (nobody
-	// waits for it), or a record resyncPending found lost. The next Sync,
-	// Flush or Close of the file reports it once.
-	wbErr error
+	// errSeq counts the file's write-back failures and lastErr holds the
+	// ones since the last time a handle reported one (errReported): a
+	// failed write-out or size-hint write or fdatasync, a record
+	// resyncPending found lost, stuck blocks dropped. Each handle reports
+	// the failures it has not seen at its next Flush, Sync or Close
+	// (noteErr, reportErr; errseq as for a kernel mapping).
+	errSeq      uint64
+	lastErr     error
+	errReported bool
+	// stuck holds the dirty blocks whose last write-out failed (with the
+	// error): they stay dirty for a retry until someone needs their
+	// budget (Store.reclaimStuck). Entries may name blocks that are no
+	// longer dirty; only dirty ones count.
+	stuck map[int64]error
 	// committed is the block map as in the committed index. It changes only
 	// in commit, which also holds Store.commitMu (so commit may read it
 	// without mu).
@@ -352,7 +362,12 @@ func usedLen(b []byte) int {
 
 // writeOut compresses and writes the given dirty blocks as new records
 // (copy-on-write), moving them from dirty to pending. Caller holds mu
-// exclusively. On error the blocks not yet written stay dirty.
+// exclusively. A block whose write fails stays dirty and becomes stuck
+// (the other blocks are still written) and the first failure is returned.
+// It is not recorded as a write-back failure (noteErr): while the block is
+// dirty, every Flush, Sync, Close and write of the file tries it again and
+// reports the failure itself; dropping it records the loss. Over 60 lines:
+// one pass that pairs each block with its compression job.
 func (e *inode) writeOut(ctx context.Context, blocks []int64) error {
 	s, bs := e.s, e.s.bs
 	type out struct {
@@ -391,6 +406,7 @@ func (e *inode) writeOut(ctx context.Context, blocks []int64) error {
 			return fmt.Errorf("%s: write-out: %w: %w", e.path, ErrInterrupted, err)
 		}
 	}
+	var failed error // the first block write that failed
 	rec := s.getBuf()[:RecordHeaderSize+bs]
 	defer func() {
 		s.putBuf(rec)
@@ -427,17 +443,10 @@ func (e *inode) writeOut(ctx context.Context, blocks []int64) error {
 		if !ok {
 			continue // both slots busy until the commit in flight ends: stays dirty
 		}
-		off, ok := locOffset(bs, o.block, l)
-		if !ok {
-			return fmt.Errorf("%s: block %d: %w", e.path, o.block, ErrTooLarge)
+		if err := e.writeRecord(o.block, l, rec[:n]); err != nil {
+			failed = cmp.Or(failed, err)
+			continue // the block stays dirty (stuck); the others still go
 		}
-		if err := s.hooks.inject("write", e.path); err != nil {
-			return fmt.Errorf("%s: write block %d: %w", e.path, o.block, ioErr(err))
-		}
-		if _, err := e.f.WriteAt(rec[:n], off); err != nil {
-			return fmt.Errorf("%s: write block %d: %w", e.path, o.block, ioErr(err))
-		}
-		s.hooks.add("write " + e.path)
 		e.touched = true
 		if p, ok := e.pending[o.block]; ok && p.Loc != locNone && p.Loc != l && p.Loc != comLoc && p.Loc != cingLoc {
 			e.punch(o.block, p.Loc)
@@ -451,8 +460,41 @@ func (e *inode) writeOut(ctx context.Context, blocks []int64) error {
 		}
 		s.cache.put(cacheKey{e.id, o.block, en.Gen}, data)
 		delete(e.dirty, o.block)
+		delete(e.stuck, o.block)
 		s.budget.release(int64(bs))
 	}
+	if failed != nil {
+		s.budget.wake() // budget waiters may reclaim the stuck blocks
+	}
+	return failed
+}
+
+// writeRecord writes the record rec of block b at location l. A failure
+// marks the block stuck and frees what the failed write may have
+// allocated at l (a pending record that was there is gone: the dirty
+// block is the block's newest version). Caller holds mu exclusively.
+func (e *inode) writeRecord(b int64, l loc, rec []byte) error {
+	s := e.s
+	off, ok := locOffset(s.bs, b, l)
+	if !ok {
+		err := fmt.Errorf("%s: block %d: %w", e.path, b, ErrTooLarge)
+		e.markStuck(b, err)
+		return err
+	}
+	err := s.hooks.inject("write", e.path)
+	if err == nil {
+		_, err = e.f.WriteAt(rec, off)
+	}
+	if err != nil {
+		err = fmt.Errorf("%s: write block %d: %w", e.path, b, ioErr(err))
+		e.markStuck(b, err)
+		e.punch(b, l)
+		if p, ok := e.pending[b]; ok && p.Loc == l {
+			delete(e.pending, b)
+		}
+		return err
+	}
+	s.hooks.add("write " + e.path)
 	return nil
 }
 
@@ -490,19 +532,11 @@ func (e *inode) makeHole(b int64) {
 	}
 }
 
-// takeWBErr returns and clears the pending background error. Caller holds
-// mu exclusively.
-func (e *inode) takeWBErr() error {
-	err := e.wbErr
-	e.wbErr = nil
-	return err
-}
-
 // resyncPending writes every pending record of e again, after reading it
 // back and verifying it, so that the next fdatasync really writes it (see
 // inode.resync). A record that no longer reads back intact is lost: its
 // pending entry is dropped (the block reads as its committed version again)
-// and the loss is recorded in wbErr. Caller holds mu exclusively; no commit
+// and the loss is recorded (noteErr). Caller holds mu exclusively; no commit
 // is in flight (Store.commitMu held, committing nil).
 func (e *inode) resyncPending() error {
 	s := e.s
@@ -537,7 +571,7 @@ func (e *inode) resyncPending() error {
 		}
 		if err != nil {
 			lost := e.corrupt(b, fmt.Errorf("record written before a failed fdatasync is lost: %w", err))
-			e.wbErr = errors.Join(e.wbErr, lost)
+			e.noteErr(lost)
 			if com, _ := e.busy(b); p.Loc != com {
 				e.punch(b, p.Loc)
 			}
@@ -569,6 +603,14 @@ func (e *inode) dropDirty(b int64) {
 type File struct {
 	e      *inode
 	closed atomic.Bool
+	errs   ErrCursor // this handle's write-back failures seen; guarded by e.mu
+}
+
+// newFile returns a new handle on e (which the caller has acquired).
+func newFile(e *inode) *File {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return &File{e: e, errs: e.newErrCursor()}
 }
 
 // ReadAt reads len(p) bytes at off; io.EOF at or after the end, like os.File.
@@ -943,6 +985,10 @@ func (f *File) WriteAtContext(ctx context.Context, p []byte, off int64) (int, er
 	if off > MaxFileSize || int64(len(p)) > MaxFileSize-off {
 		return 0, fmt.Errorf("%s: write at %d+%d: %w (max file size %d)", f.e.path, off, len(p), ErrTooLarge, MaxFileSize)
 	}
+	if lim := f.e.s.maxStorable(); len(p) > 0 && off+int64(len(p)) > lim {
+		// Its records could not be written: fail now, not at write-out.
+		return 0, fmt.Errorf("%s: write at %d+%d: %w (the backing filesystem stores at most %d bytes of a file)", f.e.path, off, len(p), ErrTooLarge, lim)
+	}
 	done := 0
 	for _, n := range writeSteps(off, len(p), f.e.s.bs, f.e.maxWriteChunk()) {
 		if err := f.e.writeChunk(ctx, p[done:done+n], off+int64(done)); err != nil {
@@ -958,7 +1004,7 @@ func (e *inode) writeChunk(ctx context.Context, p []byte, off int64) error {
 	s, bs := e.s, e.s.bs
 	spans := explodeRange(off, len(p), bs)
 	reserved := int64(len(spans)) * int64(bs)
-	if err := s.budget.reserve(ctx, reserved, s.kickPressure); err != nil {
+	if err := s.budget.reserve(ctx, reserved, s.kickPressure, s.reclaimStuck); err != nil {
 		return err
 	}
 	e.mu.Lock()
@@ -967,6 +1013,9 @@ func (e *inode) writeChunk(ctx context.Context, p []byte, off int64) error {
 	defer func() { s.budget.release(reserved - used) }()
 	if e.closed {
 		return fmt.Errorf("%s: %w", e.path, ErrClosed)
+	}
+	if err := e.retryStuck(ctx); err != nil {
+		return err // the file cannot store what it has: this write fails too
 	}
 	// Read-modify-write: partially overwritten blocks that are not dirty
 	// but have a record are loaded first, all in one batch.
@@ -1016,7 +1065,9 @@ func (e *inode) writeChunk(ctx context.Context, p []byte, off int64) error {
 	}
 	if len(full) > 0 {
 		// The data is in the dirty cache already; a failure here leaves the
-		// blocks dirty for the next flush, which reports it.
+		// blocks dirty (stuck): the next write of this file tries them
+		// again and fails while they cannot be written, and the next
+		// flush, sync or close reports the failure.
 		if err := e.writeOut(context.Background(), full); err != nil {
 			s.log.Warn("blockstore: write-out failed, blocks stay dirty", "file", e.path, "err", err)
 		}

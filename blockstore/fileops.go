@@ -37,9 +37,15 @@ func (f *File) ID() FileID { return f.e.id }
 // Flush writes the dirty blocks of the file to its backing file. It does
 // not commit: the records become part of the index at the next commit
 // (commit interval, Sync, Store.Close), which a crash before it loses. It
-// reports (once) a failure of an earlier background commit that concerned
-// this file's data.
-func (f *File) Flush() error {
+// reports the file's write-back failures this handle has not reported yet
+// (a failed background commit or write-out of this file's data).
+func (f *File) Flush() error { return f.FlushReport(&f.errs) }
+
+// FlushReport is Flush reporting the failures not yet reported through c
+// instead of this handle's own cursor: a caller that serves several users
+// through one File (fs: one FUSE handle each) gives each its cursor, so
+// that a failure reaches every writer and no reader (NewErrCursor).
+func (f *File) FlushReport(c *ErrCursor) error {
 	if err := f.check(); err != nil {
 		return err
 	}
@@ -53,32 +59,46 @@ func (f *File) Flush() error {
 	if len(e.dirty) > 0 {
 		err = e.writeOut(context.Background(), e.dirtyList())
 	}
-	if werr := e.takeWBErr(); werr != nil && err == nil {
+	if werr := e.reportErr(c); werr != nil && err == nil {
 		err = werr
 	}
 	return err
 }
 
 // Sync returns when the file's data and its index entries are durable. It
-// also reports (once) a failure of an earlier background commit that
-// concerned this file's data, even when this commit succeeded.
-func (f *File) Sync() error {
+// also reports the file's write-back failures this handle has not reported
+// yet, even when this commit succeeded.
+func (f *File) Sync() error { return f.SyncReport(&f.errs) }
+
+// SyncReport is Sync reporting through cursor c (see FlushReport).
+func (f *File) SyncReport(c *ErrCursor) error {
 	if err := f.check(); err != nil {
 		return err
 	}
 	e := f.e
 	err := e.s.commit(context.Background(), e)
 	e.mu.Lock()
-	if werr := e.takeWBErr(); werr != nil && err == nil {
+	if werr := e.reportErr(c); werr != nil && err == nil {
 		err = werr
 	}
 	e.mu.Unlock()
 	return err
 }
 
+// NewErrCursor returns a cursor that reports the file's write-back
+// failures from now on (and one nobody has reported yet), for
+// FlushReport and SyncReport.
+func (f *File) NewErrCursor() *ErrCursor {
+	e := f.e
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	c := e.newErrCursor()
+	return &c
+}
+
 // Close drops this handle's reference. The dirty blocks are written out; the
 // last close of an unlinked file drops its index entries. Like Flush, it
-// reports (once) a failure of an earlier background commit of this file.
+// reports the write-back failures this handle has not reported yet.
 func (f *File) Close() error {
 	if !f.closed.CompareAndSwap(false, true) {
 		return nil
@@ -89,7 +109,7 @@ func (f *File) Close() error {
 	if !e.closed && len(e.dirty) > 0 && !e.unlinked {
 		err = e.writeOut(context.Background(), e.dirtyList())
 	}
-	if werr := e.takeWBErr(); werr != nil && err == nil && !e.unlinked {
+	if werr := e.reportErr(&f.errs); werr != nil && err == nil && !e.unlinked {
 		err = werr
 	}
 	e.mu.Unlock()
@@ -133,7 +153,7 @@ func (f *File) Truncate(size int64) error {
 	}
 	e, s := f.e, f.e.s
 	bs := int64(s.bs)
-	if err := s.budget.reserve(context.Background(), bs, s.kickPressure); err != nil {
+	if err := s.budget.reserve(context.Background(), bs, s.kickPressure, s.reclaimStuck); err != nil {
 		return err
 	}
 	e.mu.Lock()
@@ -228,7 +248,7 @@ func (f *File) PunchHole(off, n int64) error {
 	}
 	e, s := f.e, f.e.s
 	bs := int64(s.bs)
-	if err := s.budget.reserve(context.Background(), 2*bs, s.kickPressure); err != nil {
+	if err := s.budget.reserve(context.Background(), 2*bs, s.kickPressure, s.reclaimStuck); err != nil {
 		return err
 	}
 	e.mu.Lock()

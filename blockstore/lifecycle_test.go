@@ -209,7 +209,7 @@ func TestInterruptedWait(t *testing.T) {
 	f := createFile(t, s, "a")
 	defer f.Close()
 	// Fill the budget by hand so the next write has to wait.
-	if err := s.budget.reserve(context.Background(), o.DirtyLimit, func() {}); err != nil {
+	if err := s.budget.reserve(context.Background(), o.DirtyLimit, func() {}, nil); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())

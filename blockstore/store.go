@@ -55,7 +55,8 @@ type Options struct {
 	// CacheBytes bounds the decoded-block cache. Default 32 MiB; <0 disables it.
 	CacheBytes int64
 	// CommitInterval is how often dirty data is written and committed in
-	// the background. Default 5s; <0 disables the timer.
+	// the background. Default 5s; <0 disables the timer; a positive value
+	// below MinCommitInterval (100ms) is raised to it.
 	CommitInterval time.Duration
 	// VerifyCompression decodes every compressed block on the CPU (codec/)
 	// before storing it and stores the block raw when the result does not
@@ -133,6 +134,12 @@ type Store struct {
 
 	commits   atomic.Int64
 	commitErr atomic.Int64 // background commit failures
+	groups    atomic.Int64 // commit groups started (ran or found nothing to do)
+
+	// limitOnce guards maxData, the largest logical size the backing
+	// filesystem can store (maxStorable, probed at the first write).
+	limitOnce sync.Once
+	maxData   int64
 
 	// flusher goroutine
 	stop     chan struct{}
@@ -436,10 +443,7 @@ func openLocked(dir string, sd *storeDir, db *bolt.DB, o *Options, existing bool
 	s := newStore(dir, sd, db, o, ff.BlockSize, algo, level, stats)
 	o.Logger.Info("blockstore: store open", "store", dir, "block_size", ff.BlockSize, "algo", algo.String(), "level", level,
 		"compression_from", source, "read_only", o.ReadOnly)
-	interval := o.CommitInterval
-	if interval == 0 {
-		interval = 5 * time.Second
-	}
+	interval := commitInterval(o.CommitInterval)
 	if fresh && existing {
 		// The store existed but its index did not (deleted, or moved aside
 		// by RebuildIndex): serving files from an empty index would show
@@ -812,7 +816,7 @@ func (s *Store) OpenFile(f *os.File) (*File, error) {
 		f.Close()
 		return nil, err
 	}
-	return &File{e: e}, nil
+	return newFile(e), nil
 }
 
 // acquire finds or creates the inode for f and takes a reference.
