@@ -49,6 +49,8 @@ func exitCodeFor(err error) int {
 	switch {
 	case err == nil:
 		return exitOK
+	case codeOf(err) != 0:
+		return codeOf(err)
 	case errors.As(err, &ue):
 		return exitUsage
 	case errors.Is(err, errDamaged):
@@ -59,6 +61,10 @@ func exitCodeFor(err error) int {
 
 // Main runs the accelfs command line (args[0] is the program name).
 func Main(args []string) error {
+	args, err := normalizeArgs(args, newApp(args).Commands)
+	if err != nil {
+		return err
+	}
 	return newApp(args).Run(args)
 }
 
