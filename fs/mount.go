@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log"
 	"log/slog"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"syscall"
@@ -69,8 +70,11 @@ func Mount(mountpoint, backingDir string, store *blockstore.Store, opts *Options
 		FsName:        o.FsName,
 		Name:          "accelfs",
 		DirectMount:   true, // mount(2) when we may, else fusermount
-		Debug:         o.Debug,
-		Logger:        log.New(slogWriter{o.Logger}, "", 0),
+		// Root gets mount(2)'s own errno (a bad option is EINVAL), not a
+		// fallback to fusermount that hides it behind an exit status.
+		DirectMountStrict: os.Geteuid() == 0,
+		Debug:             o.Debug,
+		Logger:            log.New(slogWriter{o.Logger}, "", 0),
 		// Locks stay with the kernel (EnableLocks unset): flock and
 		// POSIX locks work between processes of this machine.
 	}

@@ -2,10 +2,11 @@ package main
 
 import (
 	"fmt"
-	"strconv"
+	"math"
 	"strings"
 	"time"
 
+	"github.com/dustin/go-humanize"
 	"github.com/urfave/cli/v2"
 
 	"github.com/accelfs/accelfs/blockstore"
@@ -51,37 +52,68 @@ func blockSizeFlag() cli.Flag {
 func commitIntervalFlag() cli.Flag {
 	return &cli.DurationFlag{
 		Name:  "commit-interval",
-		Usage: "how often dirty data is written and committed in the background",
+		Usage: "how often dirty data is written and committed in the background: 0 (off: only on fsync, memory pressure and unmount) or at least 100ms",
 		Value: 5 * time.Second,
+		Action: func(c *cli.Context, d time.Duration) error {
+			return checkCommitInterval(d)
+		},
 	}
 }
 
-// splitSize reads a size such as 4096, 4K, 4k, 64KiB or 1M: the number
-// and the multiplier of its suffix (1 without one).
+// splitSize reads a size such as 4096, 4K, 4k, 64KiB, 1M or 0.5M (parsed
+// by go-humanize): the number of bytes and a multiplier of 1 (kept for the
+// callers that scale by it). K, M and G are binary (1K = 1024), as block
+// sizes always are; fractions are allowed when the result is whole.
 func splitSize(s string) (n, mult int, err error) {
-	t := strings.TrimSuffix(strings.TrimSuffix(strings.ToUpper(strings.TrimSpace(s)), "IB"), "B")
-	mult = 1
-	switch {
-	case strings.HasSuffix(t, "K"):
-		mult, t = 1<<10, strings.TrimSuffix(t, "K")
-	case strings.HasSuffix(t, "M"):
-		mult, t = 1<<20, strings.TrimSuffix(t, "M")
+	t := strings.ToUpper(strings.TrimSpace(s))
+	num := strings.TrimRight(t, "KMGTPEIB")
+	unit := strings.TrimSuffix(strings.TrimSuffix(t[len(num):], "B"), "I")
+	if num == "" || len(unit) > 1 || strings.HasPrefix(num, "-") || strings.HasPrefix(num, "+") {
+		return 0, 0, fmt.Errorf("%q is not a size", s)
 	}
-	n, err = strconv.Atoi(t)
-	return n, mult, err
+	if unit != "" {
+		unit += "iB"
+	}
+	v, err := humanize.ParseBytes(num + unit)
+	if err != nil || v > math.MaxInt32 {
+		return 0, 0, fmt.Errorf("%q is not a size (or too large)", s)
+	}
+	return int(v), 1, nil
 }
 
-// parseBlockSize accepts 4096, 4K, 4k, 4KiB, 1M.
+// Block size bounds (the store's format allows these).
+const (
+	minBlockSize = 4 << 10
+	maxBlockSize = 1 << 20
+)
+
+// parseBlockSize accepts 4096, 4K, 4k, 4KiB, 1M, 0.5M: a power of two
+// from 4K to 1M.
 func parseBlockSize(s string) (int, error) {
-	n, mult, err := splitSize(s)
-	if err != nil || n <= 0 {
-		return 0, usagef("--block-size %q: not a size", s)
+	const allowed = "a power of two from 4K to 1M (4K 8K 16K 32K 64K 128K 256K 512K 1M)"
+	n, _, err := splitSize(s)
+	if err != nil {
+		return 0, usagef("--block-size %q: not a size; want %s", s, allowed)
 	}
-	n *= mult
-	if n < 4<<10 || n > 1<<20 || n&(n-1) != 0 {
-		return 0, usagef("--block-size %q: must be a power of two from 4K to 1M", s)
+	if n < minBlockSize || n > maxBlockSize || n&(n-1) != 0 {
+		return 0, usagef("--block-size %q (%s): want %s", s, humanize.IBytes(uint64(n)), allowed)
 	}
 	return n, nil
+}
+
+// minCommitInterval is the shortest background commit interval: shorter
+// ones keep an idle server committing (issue 9 item 12).
+const minCommitInterval = 100 * time.Millisecond
+
+// checkCommitInterval allows 0 (background commits off) or >= 100ms.
+func checkCommitInterval(d time.Duration) error {
+	switch {
+	case d < 0:
+		return usagef("--commit-interval %v: negative; use 0 to switch background commits off, or a duration of at least %v", d, minCommitInterval)
+	case d > 0 && d < minCommitInterval:
+		return usagef("--commit-interval %v: too short; want 0 (off) or at least %v", d, minCommitInterval)
+	}
+	return nil
 }
 
 // storeOptions builds blockstore options from the store flags.
@@ -122,14 +154,8 @@ func storeOptions(c *cli.Context) (*blockstore.Options, error) {
 
 // humanBytes formats n as 1.5 GiB.
 func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
+	if n < 0 {
+		return "-" + humanize.IBytes(uint64(-n))
 	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+	return humanize.IBytes(uint64(n))
 }

@@ -7,6 +7,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 )
@@ -47,6 +49,8 @@ func exitCodeFor(err error) int {
 	switch {
 	case err == nil:
 		return exitOK
+	case codeOf(err) != 0:
+		return codeOf(err)
 	case errors.As(err, &ue):
 		return exitUsage
 	case errors.Is(err, errDamaged):
@@ -59,10 +63,15 @@ func exitCodeFor(err error) int {
 
 // Main runs the accelfs command line (args[0] is the program name).
 func Main(args []string) error {
+	args, err := normalizeArgs(args, newApp(args).Commands)
+	if err != nil {
+		return err
+	}
 	return newApp(args).Run(args)
 }
 
 func newApp(args []string) *cli.App {
+	cli.VersionPrinter = func(c *cli.Context) { fmt.Fprintln(c.App.Writer, versionLine()) }
 	app := &cli.App{
 		Name:  "accelfs",
 		Usage: "a FUSE filesystem that stores file contents as compressed blocks",
@@ -89,7 +98,7 @@ Examples:
 			benchCommand(),
 			versionCommand(),
 		},
-		HideVersion:     true,
+		Version:         versionString(),
 		OnUsageError:    onUsageError,
 		ExitErrHandler:  func(*cli.Context, error) {}, // Main's caller picks the exit code
 		CommandNotFound: func(c *cli.Context, name string) {},
@@ -108,7 +117,31 @@ Examples:
 }
 
 func onUsageError(c *cli.Context, err error, isSubcommand bool) error {
-	return usageError{err}
+	return usageError{hintDuration(err)}
+}
+
+// bareDuration matches urfave/cli's message for a duration flag given a
+// number without a unit.
+var bareDuration = regexp.MustCompile(`^invalid value "([0-9]+(\.[0-9]+)?)" for flag -([a-z-]+)`)
+
+// hintDuration adds "did you mean 5s?" to the parse error of a duration
+// flag given a bare number.
+func hintDuration(err error) error {
+	m := bareDuration.FindStringSubmatch(err.Error())
+	if m == nil || !strings.Contains(err.Error(), "duration") && !isDurationFlag(m[3]) {
+		return err
+	}
+	return fmt.Errorf("--%s %s: a duration needs a unit (ms, s, m, h): did you mean %ss?", m[3], m[1], m[1])
+}
+
+// isDurationFlag names the duration flags (the error text of urfave/cli
+// does not say the flag's type).
+func isDurationFlag(name string) bool {
+	switch name {
+	case "commit-interval", "wait", "time":
+		return true
+	}
+	return false
 }
 
 // needArgs checks the number of positional arguments.

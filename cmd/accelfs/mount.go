@@ -4,20 +4,16 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"os/exec"
 	"os/signal"
-	"path/filepath"
 	"runtime/pprof"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/urfave/cli/v2"
-	"golang.org/x/sys/unix"
 
 	"github.com/accelfs/accelfs/blockstore"
 	accelfs "github.com/accelfs/accelfs/fs"
@@ -34,20 +30,26 @@ func mountCommand(args []string) *cli.Command {
 		&cli.BoolFlag{Name: "writeback", Usage: "enable the kernel writeback cache (batches small writes)"},
 		&cli.BoolFlag{Name: "allow-other", Usage: "let other users access the mount (needs user_allow_other in /etc/fuse.conf when not root)"},
 		&cli.BoolFlag{Name: "no-xattrs", Usage: "do not pass extended attributes through (they answer ENOTSUP)"},
-		&cli.StringFlag{Name: "log", Usage: "log file of the background server (default BACKING/.accelfs/mount.log)"},
 		&cli.BoolFlag{Name: "debug", Usage: "log every FUSE request"},
 		&cli.IntFlag{Name: "notify-fd", Hidden: true, Usage: "internal: fd on which the server reports readiness to its parent"},
 		&cli.StringFlag{Name: "cpuprofile", Hidden: true, Usage: "diagnostics: write a CPU profile of the server to this file"},
 	)
+	flags = append(flags, logFlags()...)
 	return &cli.Command{
 		Name:      "mount",
 		Usage:     "mount BACKING at MOUNTPOINT",
 		ArgsUsage: "BACKING MOUNTPOINT",
-		Description: `Mounts the store in BACKING (created on first use) at MOUNTPOINT. Returns once
-the mount is ready; the server keeps running in the background and logs to
-BACKING/.accelfs/mount.log (or --log). With --foreground it serves in this
-process. SIGINT/SIGTERM or umount: dirty data is written and committed, then
-the server exits 0.
+		Description: `Mounts the store in BACKING at MOUNTPOINT (an empty BACKING becomes a new
+store). Returns once the mount is ready; the server keeps running in the
+background and logs to BACKING/.accelfs/mount.log (or --log). With
+--foreground it serves in this process. SIGINT/SIGTERM or umount: dirty data
+is written and committed, then the server exits 0.
+
+Refused (exit 2): a MOUNTPOINT inside BACKING or BACKING inside MOUNTPOINT,
+a MOUNTPOINT with a FUSE mount on it, a non-empty MOUNTPOINT (unless -o
+nonempty), a non-empty BACKING that is not a store. Options may also be
+given mount(8) style, after the arguments: -o algo=zstd,level=3,ro (see
+docs/cli.md and docs/fstab-systemd.md for the options and exit codes).
 
 Examples:
    accelfs mount /srv/store /mnt/data
@@ -55,63 +57,67 @@ Examples:
    accelfs mount --block-size 64K --foreground /srv/new-store /mnt/data
    accelfs mount -o ro --allow-other /srv/store /mnt/data`,
 		Flags: flags,
-		Action: func(c *cli.Context) error {
+		Action: func(c *cli.Context) (err error) {
+			var note notifier
+			if fd := c.Int("notify-fd"); fd > 0 {
+				note.f = os.NewFile(uintptr(fd), "notify")
+			}
+			defer func() {
+				if err != nil {
+					note.send(encodeResult(err)) // no-op once sent
+				}
+			}()
 			if err := needArgs(c, 2); err != nil {
 				return err
 			}
-			backing, err := filepath.Abs(c.Args().Get(0))
+			backing, err := resolveDir("backing directory", c.Args().Get(0))
 			if err != nil {
 				return err
 			}
-			mnt, err := filepath.Abs(c.Args().Get(1))
+			mnt, err := resolveDir("mountpoint", c.Args().Get(1))
 			if err != nil {
 				return err
 			}
 			if _, err := storeOptions(c); err != nil { // validate before forking
 				return err
 			}
-			for _, d := range []string{backing, mnt} {
-				if fi, err := os.Stat(d); err != nil {
+			if err := checkLogPath(c); err != nil {
+				return err
+			}
+			if c.Int("notify-fd") == 0 { // the parent checked already
+				if err := checkMountGuards(backing, mnt, splitOptions(c.StringSlice("o"))); err != nil {
 					return err
-				} else if !fi.IsDir() {
-					return fmt.Errorf("%s: not a directory", d)
+				}
+				if err := checkFUSEDevice(); err != nil {
+					return err
 				}
 			}
 			if !c.Bool("foreground") {
-				return daemonize(c, args, backing)
+				return daemonize(c, args, backing, mnt)
 			}
-			return serve(c, backing, mnt)
+			return serve(c, backing, mnt, &note)
 		},
 	}
 }
 
-// logPath is where the background server logs.
-func logPath(c *cli.Context, backing string) string {
-	if p := c.String("log"); p != "" {
-		abs, err := filepath.Abs(p)
-		if err == nil {
-			return abs
-		}
-		return p
-	}
-	return filepath.Join(backing, blockstore.MetaDir, "mount.log")
-}
-
 // daemonize re-executes this binary as `mount --foreground --notify-fd 3
-// ...` in a new session and waits until the child reports that the mount
-// is ready (or why it failed) on a pipe.
-func daemonize(c *cli.Context, args []string, backing string) error {
+// FLAGS -- BACKING MOUNTPOINT` (absolute, resolved paths: the server runs
+// in /) in a new session, and waits until the server reports on a pipe
+// that the mount is ready, or why it failed (with its exit code).
+func daemonize(c *cli.Context, args []string, backing, mnt string) error {
+	start := time.Now()
 	exe, err := os.Executable()
 	if err != nil {
 		return err
 	}
-	i := indexOf(args, "mount")
-	if i < 0 {
-		return errors.New("cannot find the mount subcommand in the arguments")
+	logf := logPath(c, backing, true)
+	child := []string{"mount"}
+	child = append(child, mountFlagArgs(args)...)
+	child = append(child, "--foreground", "--notify-fd=3")
+	if c.String("log") != "" {
+		child = append(child, "--log="+logf) // absolute: the server runs in /
 	}
-	child := append([]string{}, args[1:i+1]...)
-	child = append(child, "--foreground", "--notify-fd=3", "--log="+logPath(c, backing))
-	child = append(child, args[i+1:]...)
+	child = append(child, "--", backing, mnt)
 
 	r, w, err := os.Pipe()
 	if err != nil {
@@ -122,22 +128,68 @@ func daemonize(c *cli.Context, args []string, backing string) error {
 	cmd.ExtraFiles = []*os.File{w}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	cmd.Dir = "/"
+	cmd.Env = withoutEnv(os.Environ(), "NOTIFY_SOCKET") // we notify for it (see below)
 	if err := cmd.Start(); err != nil {
 		w.Close()
 		return err
 	}
 	w.Close()
-	msg, _ := io.ReadAll(bufio.NewReader(r))
-	if s := string(msg); strings.HasPrefix(s, "ok") {
-		fmt.Fprintf(c.App.Writer, "accelfs: mounted %s at %s (server pid %d, log %s)\n",
-			c.Args().Get(0), c.Args().Get(1), cmd.Process.Pid, logPath(c, backing))
+	line, _ := bufio.NewReader(r).ReadString('\n')
+	if ok, rerr := decodeResult(line); ok {
+		fmt.Fprintf(c.App.Writer, "accelfs: mounted %s at %s in %v (server pid %d, log %s)\n",
+			backing, mnt, time.Since(start).Round(time.Millisecond), cmd.Process.Pid, logf)
+		// Under systemd (Type=notify) the server becomes the main process.
+		sdNotify(fmt.Sprintf("READY=1\nMAINPID=%d", cmd.Process.Pid))
 		return cmd.Process.Release()
+	} else if line != "" {
+		cmd.Wait()
+		return rerr
 	}
 	werr := cmd.Wait()
-	if len(msg) > 0 {
-		return errors.New(strings.TrimSpace(string(msg)))
+	return fmt.Errorf("server exited before the mount was ready (%v); last log lines:\n%s", werr, tailFile(logf, 10))
+}
+
+// mountFlagArgs are the flags of a normalized mount command line
+// (`accelfs mount FLAGS -- POSITIONALS`, see normalizeArgs).
+func mountFlagArgs(args []string) []string {
+	i := indexOf(args, "mount")
+	j := indexOf(args, "--")
+	if i < 0 || j < i {
+		return nil
 	}
-	return fmt.Errorf("server exited before the mount was ready (%v); see %s", werr, logPath(c, backing))
+	return args[i+1 : j]
+}
+
+func withoutEnv(env []string, name string) []string {
+	var out []string
+	for _, e := range env {
+		if !strings.HasPrefix(e, name+"=") {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// tailFile is the last n lines of a file (for a server that died before
+// it could report).
+func tailFile(p string, n int) string {
+	f, err := os.Open(p)
+	if err != nil {
+		return "(no log: " + err.Error() + ")"
+	}
+	defer f.Close()
+	fi, _ := f.Stat()
+	var off int64
+	if fi != nil && fi.Size() > 8<<10 {
+		off = fi.Size() - 8<<10
+	}
+	b := make([]byte, 8<<10)
+	k, _ := f.ReadAt(b, off)
+	lines := strings.Split(strings.TrimRight(string(b[:k]), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
 }
 
 func indexOf(l []string, s string) int {
@@ -162,23 +214,24 @@ func (n *notifier) send(msg string) {
 }
 
 // serve runs the server in this process until the mount goes away or a
-// signal arrives, then closes the store (flush + commit).
-func serve(c *cli.Context, backing, mnt string) (err error) {
-	var note notifier
-	if fd := c.Int("notify-fd"); fd > 0 {
-		note.f = os.NewFile(uintptr(fd), "notify")
-	}
-	defer func() {
-		if err != nil {
-			note.send(err.Error())
-		}
-	}()
+// signal arrives, then closes the store (flush + commit). Its result also
+// goes to a parent waiting on --notify-fd, and to the exit record that
+// `accelfs umount` reads.
+func serve(c *cli.Context, backing, mnt string, note *notifier) (err error) {
+	start := time.Now()
 	logger, closeLog, err := openLog(c, backing, note.f != nil)
 	if err != nil {
 		return err
 	}
 	defer closeLog()
 	slog.SetDefault(logger) // the engine and the store log through it too
+	defer func() {
+		if err != nil {
+			logger.Error("server exits", "err", err, "code", exitCodeFor(err), "uptime", time.Since(start).Round(time.Millisecond))
+		} else {
+			logger.Info("server exits", "code", 0, "uptime", time.Since(start).Round(time.Millisecond))
+		}
+	}()
 	if p := c.String("cpuprofile"); p != "" {
 		f, err := os.Create(p)
 		if err != nil {
@@ -205,22 +258,51 @@ func serve(c *cli.Context, backing, mnt string) (err error) {
 	sopts.Compressor, sopts.Logger = comp, logger
 	store, err := blockstore.Open(backing, sopts)
 	if err != nil {
+		if errors.Is(err, blockstore.ErrLocked) {
+			return withCode(exitStoreBusy, fmt.Errorf("%s is served by another accelfs process (mounted elsewhere?): %w", backing, err))
+		}
 		return err
 	}
 	expectAlgo(comp, store.Stats().Algo) // a device that cannot run it says so
-	closeStore := func() error {
-		if err := store.Close(); err != nil {
-			logger.Error("closing the store", "err", err)
-			return fmt.Errorf("closing the store: %w", err)
+	srv, err := mountStore(c, backing, mnt, store, metrics, logger)
+	if err != nil {
+		if cerr := store.Close(); cerr != nil {
+			logger.Error("closing the store", "err", cerr)
 		}
-		return nil
+		return err
 	}
+	logger.Info("mounted", "backing", backing, "mountpoint", mnt, "pid", os.Getpid(), "version", versionString(),
+		"options", strings.Join(kernelMountOptions(c), ","), "took", time.Since(start).Round(time.Millisecond))
+	rec := newServerRecord(backing, logger)
+	note.send("ok")
+	if c.Int("notify-fd") == 0 {
+		sdNotify("READY=1\nSTATUS=serving " + backing + " at " + mnt)
+	}
+	err = serveUntilDone(srv, store, logger)
+	sdNotify("STOPPING=1")
+	rec.exit(err)
+	return err
+}
 
+// kernelMountOptions are the -o options for the kernel: nonempty is ours.
+func kernelMountOptions(c *cli.Context) []string {
+	var out []string
+	for _, o := range splitOptions(c.StringSlice("o")) {
+		if o != "nonempty" {
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
+// mountStore makes the FUSE mount; a failure is classified (exit code,
+// fusermount3's own words: captureStderr).
+func mountStore(c *cli.Context, backing, mnt string, store *blockstore.Store, metrics func() any, logger *slog.Logger) (*accelfs.Server, error) {
 	fopts := &accelfs.Options{
 		Writeback:         c.Bool("writeback"),
 		AllowOther:        c.Bool("allow-other"),
 		NoXattrs:          c.Bool("no-xattrs"),
-		ExtraMountOptions: splitOptions(c.StringSlice("o")),
+		ExtraMountOptions: kernelMountOptions(c),
 		ExtraStats:        metrics,
 		FsName:            backing,
 		Debug:             c.Bool("debug"),
@@ -231,20 +313,28 @@ func serve(c *cli.Context, backing, mnt string) (err error) {
 			fopts.AllowOther = true
 		}
 	}
-	srv, err := accelfs.Mount(mnt, backing, store, fopts)
-	if err != nil {
-		closeStore()
+	var srv *accelfs.Server
+	lines, err := captureStderr(func() (err error) {
+		srv, err = accelfs.Mount(mnt, backing, store, fopts)
 		return err
+	})
+	if err != nil {
+		return nil, classifyMountErr(err, lines)
 	}
-	logger.Info("mounted", "backing", backing, "mountpoint", mnt, "pid", os.Getpid(), "version", versionString())
-	// `accelfs umount` reads this to wait for our exit. Removed after the
-	// store is closed.
-	if err := os.WriteFile(pidFile(backing), []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
-		logger.Warn("cannot write the pid file; umount will not wait for this server", "err", err)
-	}
-	defer os.Remove(pidFile(backing))
-	note.send("ok")
+	return srv, nil
+}
 
+// serveUntilDone waits for the unmount (or a signal, which unmounts, lazily
+// if files are open), then closes the store: flush and final commit.
+func serveUntilDone(srv *accelfs.Server, store *blockstore.Store, logger *slog.Logger) error {
+	closeStore := func() error {
+		t := time.Now()
+		if err := store.Close(); err != nil {
+			return fmt.Errorf("final commit failed, changes since the last commit are lost: closing the store: %w", err)
+		}
+		logger.Info("store closed (final commit done)", "took", time.Since(t).Round(time.Millisecond))
+		return nil
+	}
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	defer signal.Stop(sigs)
@@ -287,27 +377,4 @@ func splitOptions(l []string) []string {
 		}
 	}
 	return out
-}
-
-// openLog sets up the server's logger: stderr in the foreground, or the
-// log file (which also receives the process's stderr, so a crash's stack
-// trace is kept) when --log is given or we run in the background.
-func openLog(c *cli.Context, backing string, background bool) (*slog.Logger, func(), error) {
-	if !background && c.String("log") == "" {
-		return slog.New(slog.NewTextHandler(os.Stderr, nil)), func() {}, nil
-	}
-	p := logPath(c, backing)
-	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
-		return nil, nil, err
-	}
-	f, err := os.OpenFile(p, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		return nil, nil, err
-	}
-	if background {
-		unix.Dup3(int(f.Fd()), 2, 0)
-		unix.Dup3(int(f.Fd()), 1, 0)
-	}
-	fmt.Fprintf(f, "---- accelfs %s pid %s %s\n", versionString(), strconv.Itoa(os.Getpid()), time.Now().Format(time.RFC3339))
-	return slog.New(slog.NewTextHandler(f, nil)), func() { f.Close() }, nil
 }

@@ -5,10 +5,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
+	"github.com/moby/sys/mountinfo"
 	"github.com/urfave/cli/v2"
 	"golang.org/x/sys/unix"
 
@@ -21,9 +21,12 @@ func umountCommand() *cli.Command {
 		Aliases:   []string{"unmount"},
 		Usage:     "unmount an accelfs mount",
 		ArgsUsage: "MOUNTPOINT",
-		Description: `Unmounts MOUNTPOINT. The server then writes and commits the remaining dirty
-data and exits. Waits (up to --wait) until the server has committed and exited, so the store
-is complete and free when umount returns. Fails with "device or resource
+		Description: `Unmounts MOUNTPOINT (the top-most mount there; only accelfs mounts: anything
+else is refused with exit 2; given a backing directory, says where it is
+mounted). The server then writes and commits the remaining dirty data and
+exits. Waits (up to --wait) until the server has committed and exited, so the
+store is complete and free when umount returns; exits 1 with the reason when
+the server's final commit failed or it died without committing. Fails with "device or resource
 busy" while files are open, unless --lazy is given (the mount disappears now,
 the server exits when the last open file is closed; umount does not wait).
 
@@ -35,20 +38,124 @@ Examples:
 			&cli.DurationFlag{Name: "wait", Value: time.Minute, Usage: "how long to wait for the server to commit and exit (0: do not wait)"},
 		},
 		Action: func(c *cli.Context) error {
-			mnt, err := absArg(c)
+			if err := needArgs(c, 1); err != nil {
+				return err
+			}
+			mnt, top, err := findAccelfsMount(c.Args().First())
 			if err != nil {
 				return err
 			}
-			pid := serverPid(mnt)
+			backing := top.Source
+			pid := serverPid(backing)
 			if err := unmount(mnt, c.Bool("lazy")); err != nil {
 				return err
 			}
-			if pid > 0 && !c.Bool("lazy") && c.Duration("wait") > 0 {
-				return waitExit(pid, c.Duration("wait"))
+			if c.Bool("lazy") || c.Duration("wait") <= 0 {
+				return nil
 			}
-			return nil
+			return waitServer(backing, pid, c.Duration("wait"))
 		},
 	}
+}
+
+// findAccelfsMount resolves the argument to the top-most mount at that
+// path and refuses anything but an accelfs mount. Given a backing
+// directory, it says where that store is mounted.
+func findAccelfsMount(arg string) (string, *mountinfo.Info, error) {
+	mnt, err := resolveMaybeDead(arg)
+	if err != nil {
+		return "", nil, err
+	}
+	top, err := topMount(mnt)
+	if err != nil {
+		return "", nil, fmt.Errorf("read the mount table: %w", err)
+	}
+	if top == nil {
+		return "", nil, notMounted(mnt)
+	}
+	if top.FSType != "fuse.accelfs" {
+		return "", nil, usagef("%s is a %s mount (from %s), not an accelfs mount; accelfs umount leaves it alone (use umount(8))", mnt, top.FSType, top.Source)
+	}
+	return mnt, top, nil
+}
+
+// resolveMaybeDead makes p absolute with its symlinks resolved; the last
+// element is kept as it is when it cannot be resolved (a dead FUSE mount
+// answers ENOTCONN).
+func resolveMaybeDead(p string) (string, error) {
+	abs, err := filepath.Abs(p)
+	if err != nil {
+		return "", usagef("%q: %v", p, err)
+	}
+	if real, err := filepath.EvalSymlinks(abs); err == nil {
+		return real, nil
+	}
+	dir, err := filepath.EvalSymlinks(filepath.Dir(abs))
+	if err != nil {
+		return "", usagef("%s: %v", abs, err)
+	}
+	return filepath.Join(dir, filepath.Base(abs)), nil
+}
+
+// notMounted explains why path is not something to unmount: it may be a
+// backing directory (then: where is it mounted), or nothing mounted.
+func notMounted(path string) error {
+	fi, err := os.Lstat(filepath.Join(path, blockstore.MetaDir))
+	if err != nil || !fi.IsDir() {
+		return usagef("%s is not mounted", path)
+	}
+	l, err := mountinfo.GetMounts(mountinfo.FSTypeFilter("fuse.accelfs"))
+	if err != nil {
+		return fmt.Errorf("read the mount table: %w", err)
+	}
+	var at []string
+	for _, m := range l {
+		if m.Source == path {
+			at = append(at, m.Mountpoint)
+		}
+	}
+	if len(at) == 0 {
+		return usagef("%s is an accelfs store (a backing directory) and is not mounted", path)
+	}
+	return usagef("%s is the backing directory of the accelfs mount at %s; run: accelfs umount %s", path, strings.Join(at, ", "), at[0])
+}
+
+// serverPid is the pid of the server of the store in backing, checked
+// against the process's command line (a stale pid file's pid may have been
+// reused). 0 when unknown.
+func serverPid(backing string) int {
+	pid := readPid(backing)
+	if pid <= 0 {
+		return 0
+	}
+	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil {
+		return pid // gone: waitServer reports whether it recorded its exit
+	}
+	if !strings.Contains(string(cmdline), "\x00"+backing+"\x00") {
+		return 0
+	}
+	return pid
+}
+
+// waitServer waits for the server to exit and turns what it recorded
+// into umount's result (issue 9 item 7): a failed final commit, or a
+// server that died without committing, is an error.
+func waitServer(backing string, pid int, timeout time.Duration) error {
+	if pid == 0 {
+		return nil // no pid record (none could be written): nothing to wait on
+	}
+	if err := waitExit(pid, timeout); err != nil {
+		return err
+	}
+	found, err := readExitRecord(backing, pid)
+	switch {
+	case err != nil:
+		return fmt.Errorf("unmounted, but the server (pid %d) failed: %w", pid, err)
+	case !found:
+		return fmt.Errorf("unmounted, but the server (pid %d) exited without its final commit (killed or crashed): changes since its last commit are lost; check the store with accelfs fsck %s", pid, backing)
+	}
+	return nil
 }
 
 // unmount uses umount(2) as root and fusermount otherwise.
@@ -78,53 +185,6 @@ func unmount(mnt string, lazy bool) error {
 		}
 	}
 	return fmt.Errorf("umount %s: %w (and no fusermount found)", mnt, err)
-}
-
-// pidFile is where a server records its pid (BACKING/.accelfs/mount.pid).
-func pidFile(backing string) string {
-	return filepath.Join(backing, blockstore.MetaDir, "mount.pid")
-}
-
-// serverPid finds the pid of the server of an accelfs mount: the mount's
-// source in /proc/mounts is the backing directory, whose pid file names
-// the server. 0 when unknown.
-func serverPid(mnt string) int {
-	b, err := os.ReadFile("/proc/self/mounts")
-	if err != nil {
-		return 0
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		f := strings.Fields(l)
-		if len(f) < 3 || unescapeMount(f[1]) != mnt || f[2] != "fuse.accelfs" {
-			continue
-		}
-		p, err := os.ReadFile(pidFile(unescapeMount(f[0])))
-		if err != nil {
-			return 0
-		}
-		pid, _ := strconv.Atoi(strings.TrimSpace(string(p)))
-		return pid
-	}
-	return 0
-}
-
-// unescapeMount undoes the octal escapes of /proc/mounts (\040 = space).
-func unescapeMount(s string) string {
-	if !strings.Contains(s, "\\") {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(v))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
 
 // waitExit waits for process pid to exit, through a pidfd (no polling).

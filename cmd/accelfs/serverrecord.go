@@ -1,0 +1,104 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/coreos/go-systemd/v22/daemon"
+
+	"github.com/accelfs/accelfs/blockstore"
+)
+
+// The server's records in BACKING/.accelfs, read by `accelfs umount`:
+// mount.pid holds the pid while the server runs; mount.exit, written when
+// it exits, says "PID ok" or "PID error: REASON". A server that dies
+// without writing mount.exit was killed or crashed before its final
+// commit, and umount says so.
+
+// pidFile is where a server records its pid (BACKING/.accelfs/mount.pid).
+func pidFile(backing string) string {
+	return filepath.Join(backing, blockstore.MetaDir, "mount.pid")
+}
+
+// exitFile is where a server records how it ended.
+func exitFile(backing string) string {
+	return filepath.Join(backing, blockstore.MetaDir, "mount.exit")
+}
+
+// writeRecord replaces a record file without following a symlink planted
+// in its place.
+func writeRecord(p, content string) error {
+	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|syscall.O_NOFOLLOW, 0o644)
+	if err != nil {
+		return err
+	}
+	_, err = f.WriteString(content)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// serverRecord is this server's pid record.
+type serverRecord struct {
+	backing string
+	log     *slog.Logger
+}
+
+func newServerRecord(backing string, log *slog.Logger) *serverRecord {
+	os.Remove(exitFile(backing))
+	if err := writeRecord(pidFile(backing), strconv.Itoa(os.Getpid())+"\n"); err != nil {
+		log.Warn("cannot write the pid file; umount will not wait for this server", "err", err)
+	}
+	return &serverRecord{backing, log}
+}
+
+// exit records the result and removes the pid file.
+func (r *serverRecord) exit(err error) {
+	msg := "ok"
+	if err != nil {
+		msg = "error: " + strings.ReplaceAll(err.Error(), "\n", " ")
+	}
+	if werr := writeRecord(exitFile(r.backing), fmt.Sprintf("%d %s\n", os.Getpid(), msg)); werr != nil {
+		r.log.Warn("cannot write the exit record", "err", werr)
+	}
+	os.Remove(pidFile(r.backing))
+}
+
+// readExitRecord returns what the server pid recorded at exit; found is
+// false when it recorded nothing (killed, crashed).
+func readExitRecord(backing string, pid int) (found bool, err error) {
+	b, rerr := os.ReadFile(exitFile(backing))
+	if rerr != nil {
+		return false, nil
+	}
+	p, msg, _ := strings.Cut(strings.TrimSpace(string(b)), " ")
+	if n, _ := strconv.Atoi(p); n != pid {
+		return false, nil
+	}
+	if msg == "ok" {
+		return true, nil
+	}
+	return true, fmt.Errorf("%s", strings.TrimPrefix(msg, "error: "))
+}
+
+// readPid is the pid in a server's pid file (0 if none).
+func readPid(backing string) int {
+	b, err := os.ReadFile(pidFile(backing))
+	if err != nil {
+		return 0
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	return pid
+}
+
+// sdNotify sends a state to systemd when NOTIFY_SOCKET is set (a
+// Type=notify unit); otherwise it does nothing.
+func sdNotify(state string) {
+	daemon.SdNotify(false, state)
+}
