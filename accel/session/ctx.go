@@ -8,6 +8,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/accelfs/accelfs/accel/uacce"
 )
 
 // hctx is one ctx: an engine queue plus its tag table, credits and
@@ -361,6 +363,23 @@ func (c *hctx) revive() {
 	c.failures.Store(0)
 	c.es.m.revived.Add(1)
 	c.l.warnOnce("revived:"+c.name(), "ctx revived with a new queue (logged once per ctx)", "ctx", c.name())
+}
+
+// arm enables the completion interrupt of c's hardware queue before its
+// poller parks and returns the uacce queue to wait on; false when c is dead
+// or not a hardware queue. Under reapMu, so it never races the queue's
+// close (fail and revive hold reapMu).
+func (c *hctx) arm() (uacce.Queue, bool) {
+	c.reapMu.Lock()
+	defer c.reapMu.Unlock()
+	if c.dead.Load() {
+		return nil, false
+	}
+	hq, ok := c.queue().(*hwQueue)
+	if !ok || hq.z.Arm() != nil {
+		return nil, false
+	}
+	return hq.z.Queue(), true
 }
 
 func (c *hctx) name() string {
