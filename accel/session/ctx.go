@@ -15,15 +15,19 @@ import (
 // hctx is one ctx: an engine queue plus its tag table, credits and
 // estimates. Lock order: mu before reapMu.
 type hctx struct {
-	l      *Layer
-	es     *engState
-	id     int // index in l.ctxs
-	node   int
-	dir    Direction
-	mode   Mode
-	depth  int
-	pol    *poller // the poller that reaps this ctx, nil when none
-	notify func()  // the completion hook its queues were opened with
+	l     *Layer
+	es    *engState
+	id    int // index in l.ctxs
+	node  int
+	dir   Direction
+	mode  Mode
+	depth int
+	pol   *poller // the poller that reaps this ctx, nil when none
+	// polRef is pol for the queue's notify hook, which may run in the
+	// device's goroutine while New is still assigning pollers (a late
+	// wake-up from the self-test's completion).
+	polRef atomic.Pointer[poller]
+	notify func() // the completion hook its queues were opened with
 
 	// qref is the current queue. It is replaced only by revive, holding
 	// both mu and reapMu; submit (under mu) and reap (under reapMu) use it
