@@ -215,6 +215,22 @@ func (p *QP) Recv(fn func(cqe CQE, sqe []byte)) (bool, error) {
 	return true, nil
 }
 
+// Arm rings a CQ doorbell at the current head with priority 1, which
+// enables the queue's completion interrupt so a poll() on the queue wakes on
+// the next completion (§2.5; the kernel's own poll callback re-arms the same
+// way). A poller calls it just before it parks; queues in polling mode
+// (Interrupt false) otherwise ring their CQ doorbells with priority 0 and
+// raise no interrupts (UADK's epoll_en = 0).
+func (p *QP) Arm() error {
+	p.recvMu.Lock()
+	defer p.recvMu.Unlock()
+	if p.RxDisabled() {
+		return fmt.Errorf("qm: %s qp %d: ds_rx set: %w", p.info.Device, p.info.QPID, ErrQueueDisabled)
+	}
+	db := EncodeDoorbell(p.dbVer, Doorbell{QN: p.info.QPID, Cmd: DBCQ, Index: p.cqHead, Priority: 1})
+	return p.q.Doorbell(p.dbOff, db)
+}
+
 // isDead reports errors after which the queue cannot be used again.
 func isDead(err error) bool {
 	return errors.Is(err, ErrQueueDisabled) || errors.Is(err, ErrClosed) || errors.Is(err, ErrProtocol)

@@ -138,6 +138,29 @@ func TestQPDisabledAndProtocol(t *testing.T) {
 	}
 }
 
+// Arm rings a CQ doorbell at the current head with priority 1 on a polling
+// queue (whose own CQ doorbells carry priority 0).
+func TestQPArm(t *testing.T) {
+	f := newFake(t, 4, 2)
+	p, _ := NewQP(f, QPOptions{})
+	p.Send(make([]byte, SQESize))
+	f.post(0, 5)
+	p.Recv(func(CQE, []byte) {})
+	if db := DecodeDoorbell(2, f.dbs[len(f.dbs)-1]); db.Cmd != DBCQ || db.Priority != 0 {
+		t.Fatalf("polling CQ doorbell %+v", db)
+	}
+	if err := p.Arm(); err != nil {
+		t.Fatal(err)
+	}
+	if db := DecodeDoorbell(2, f.dbs[len(f.dbs)-1]); db.Cmd != DBCQ || db.Priority != 1 || db.Index != 1 || db.QN != 5 {
+		t.Fatalf("arm doorbell %+v", db)
+	}
+	f.setDS(p.Layout().DsRxOff)
+	if err := p.Arm(); !errors.Is(err, ErrQueueDisabled) {
+		t.Fatalf("arm on ds_rx: %v", err)
+	}
+}
+
 // A completion whose CQE names another qp number completes normally and is
 // counted: the kernel and UADK ignore sq_num (a VF may report another
 // number), so treating it as a protocol error would kill healthy queues.

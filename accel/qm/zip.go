@@ -128,6 +128,17 @@ func (z *ZipQueue) Info() uacce.QueueInfo { return z.info }
 // Direction is the queue's fixed direction (qc_type).
 func (z *ZipQueue) Direction() uacce.Direction { return z.info.Direction }
 
+// Arm enables the completion interrupt before the caller parks (QP.Arm).
+func (z *ZipQueue) Arm() error {
+	if err := z.Err(); err != nil {
+		return err
+	}
+	return z.qp.Arm()
+}
+
+// Queue is the uacce queue under z (for uacce.WaitAny).
+func (z *ZipQueue) Queue() uacce.Queue { return z.qp.q }
+
 // QNMismatches is how many completions named another qp number (QP.QNMismatches).
 func (z *ZipQueue) QNMismatches() uint64 { return z.qp.QNMismatches() }
 

@@ -8,20 +8,26 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/accelfs/accelfs/accel/uacce"
 )
 
 // hctx is one ctx: an engine queue plus its tag table, credits and
 // estimates. Lock order: mu before reapMu.
 type hctx struct {
-	l      *Layer
-	es     *engState
-	id     int // index in l.ctxs
-	node   int
-	dir    Direction
-	mode   Mode
-	depth  int
-	pol    *poller // the poller that reaps this ctx, nil when none
-	notify func()  // the completion hook its queues were opened with
+	l     *Layer
+	es    *engState
+	id    int // index in l.ctxs
+	node  int
+	dir   Direction
+	mode  Mode
+	depth int
+	pol   *poller // the poller that reaps this ctx, nil when none
+	// polRef is pol for the queue's notify hook, which may run in the
+	// device's goroutine while New is still assigning pollers (a late
+	// wake-up from the self-test's completion).
+	polRef atomic.Pointer[poller]
+	notify func() // the completion hook its queues were opened with
 
 	// qref is the current queue. It is replaced only by revive, holding
 	// both mu and reapMu; submit (under mu) and reap (under reapMu) use it
@@ -361,6 +367,23 @@ func (c *hctx) revive() {
 	c.failures.Store(0)
 	c.es.m.revived.Add(1)
 	c.l.warnOnce("revived:"+c.name(), "ctx revived with a new queue (logged once per ctx)", "ctx", c.name())
+}
+
+// arm enables the completion interrupt of c's hardware queue before its
+// poller parks and returns the uacce queue to wait on; false when c is dead
+// or not a hardware queue. Under reapMu, so it never races the queue's
+// close (fail and revive hold reapMu).
+func (c *hctx) arm() (uacce.Queue, bool) {
+	c.reapMu.Lock()
+	defer c.reapMu.Unlock()
+	if c.dead.Load() {
+		return nil, false
+	}
+	hq, ok := c.queue().(*hwQueue)
+	if !ok || hq.z.Arm() != nil {
+		return nil, false
+	}
+	return hq.z.Queue(), true
 }
 
 func (c *hctx) name() string {

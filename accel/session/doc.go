@@ -35,11 +35,14 @@
 //     callbacks and wakes parked sync callers. Each ctx belongs to exactly one
 //     poller (WithPollers per node for hardware ctxs, one per node for the CPU
 //     engine's). A poller blocks when nothing is in flight or when its queues
-//     notify completions (CPU engine, emulator); on a real device it yields,
-//     then parks in the queue's poll() (interrupt mode), so an idle or slow
-//     device never costs a spinning core. The thread stays pinned and locked
-//     until the poller exits, so a pinned thread never returns to the Go
-//     scheduler. Layer.Poll lets a caller poll the async ctxs itself as well.
+//     notify completions (CPU engine, emulator); on a real device it yields
+//     a few times, then arms every queue it owns (a priority-1 CQ doorbell,
+//     qm.QP.Arm: hardware queues otherwise run in polling mode and raise no
+//     interrupts, UADK's model) and parks in one poll(2) over all their
+//     descriptors (uacce.WaitAny), so an idle or slow device never costs a
+//     spinning core and no queue waits behind another. The thread stays
+//     pinned and locked until the poller exits, so a pinned thread never
+//     returns to the Go scheduler. Layer.Poll lets a caller poll the async ctxs itself as well.
 //   - fallback: redoing or rerouting a request because the hardware path
 //     failed or was unavailable: busy device at open, full queues, an error
 //     status, a queue disabled by reset, a timeout. The request is redone on

@@ -79,9 +79,11 @@ func (e *hwEngine) openQueue(_ int, dir Direction, mode Mode, notify func()) (qu
 		}
 		return nil, err
 	}
-	// Interrupt mode lets a poller with nothing ready park in poll() on a
-	// real queue instead of sleeping blind (§1.6, §2.5).
-	z, err := qm.NewZipQueue(q, qm.ZipOptions{Interrupt: true})
+	// Polling mode: CQ doorbells carry priority 0, so completions raise no
+	// interrupt; a poller about to park arms its queues itself (hctx.arm,
+	// qm.QP.Arm), the UADK model of interrupts only where a waiter needs
+	// them (§2.5).
+	z, err := qm.NewZipQueue(q, qm.ZipOptions{})
 	if err != nil {
 		_ = q.Close()
 		return nil, err

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/accelfs/accelfs/accel/emu"
+	"github.com/accelfs/accelfs/accel/uacce"
 	"github.com/accelfs/accelfs/codec"
 )
 
@@ -185,5 +186,44 @@ func TestRunSingleJobIsSync(t *testing.T) {
 	j := &Job{Algo: codec.Zlib, Src: []byte("x")}
 	if err := l.Run(ctx, []*Job{j}); err != context.Canceled || j.Err != context.Canceled {
 		t.Fatalf("cancelled: %v %v", err, j.Err)
+	}
+}
+
+// quietProvider opens emulated queues without their completion hook, so the
+// pollers take the path of a real device: arm the queues (priority-1 CQ
+// doorbell at the head) and park on them.
+type quietProvider struct{ d *emu.Device }
+
+// quietQueue has the emulated queue's methods except SetNotify.
+type quietQueue struct {
+	uacce.Queue
+	uacce.Mapper
+}
+
+func (p quietProvider) Discover() ([]uacce.Device, error) { return p.d.Discover() }
+func (p quietProvider) Open(dev uacce.Device, dir uacce.Direction) (uacce.Queue, error) {
+	q, err := p.d.Open(dev, dir)
+	if err != nil {
+		return nil, err
+	}
+	return quietQueue{q, q.(uacce.Mapper)}, nil
+}
+
+// Pollers of queues that do not notify park on them (armed first) and
+// still complete every request of a multi-queue load; the arm doorbells
+// are valid protocol (the emulator counts none as a hardware error).
+func TestPollersParkOnArmedQueues(t *testing.T) {
+	d := profileEmu(t, "kunpeng930")
+	devs, _ := d.Discover()
+	l := newTestLayer(t, WithDevice(quietProvider{d}, devs[0]), WithThreshold(0, 0), WithCPUOffload(false), WithHWCtxsPerRegion(2))
+	for _, p := range l.pollers {
+		if !p.ctxs[0].es.e.isCPU() && p.notify {
+			t.Fatal("hardware poller expects notifications from a quiet queue")
+		}
+	}
+	runStress(t, l, codec.Deflate, stress{goroutines: 4, sessions: 8, perG: 20, async: true, sizes: []int{4096, 64 << 10}})
+	m := l.Metrics()
+	if hw := m.Engines["hisi_zip-0"]; hw.Requests == 0 || hw.Errors != 0 || len(m.Fallbacks) != 0 || d.Stats().HWErrors != 0 {
+		t.Fatalf("engine %+v fallbacks %v device %+v", hw, m.Fallbacks, d.Stats())
 	}
 }

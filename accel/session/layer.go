@@ -100,7 +100,7 @@ func New(opts ...Option) (*Layer, error) {
 	l.cpuEng = cpu
 	for _, n := range l.topo.Nodes {
 		for _, k := range regionKeys(n.ID) {
-			if err := l.openCtx(l.cpu, k); err != nil {
+			if err := l.openCtx(l.cpu, k, nil); err != nil {
 				_ = l.shutdown()
 				return nil, fmt.Errorf("open cpu ctx: %w", err)
 			}
@@ -110,55 +110,58 @@ func New(opts ...Option) (*Layer, error) {
 		if hw, ok := e.(*hwEngine); ok {
 			hw.warn = l.warnOnce
 		}
-		es := l.addEngine(e)
-		for _, node := range e.nodes() {
-			for _, k := range regionKeys(node) {
-				for i := 0; i < cfg.hwCtxs; i++ {
-					if err := l.openCtx(es, k); err != nil {
-						cause := CauseOpenError
-						if errors.Is(err, errBusy) || isBusy(err) {
-							cause = CauseBusyAtOpen
-						}
-						l.countFallback(cause, err)
-						break
-					}
-				}
-			}
-		}
-		l.checkEngine(es)
+		l.openEngine(l.addEngine(e))
 	}
 	l.startPollers()
 	return l, nil
 }
 
-// checkEngine runs the self-test on the first queue of each direction of a
-// hardware engine and retires the engine when it fails; an engine that
-// opened no queue is marked idle with the reason.
-func (l *Layer) checkEngine(es *engState) {
-	if es.nctx == 0 {
-		es.setIdle("no queue could be opened (see fallbacks busy_at_open / open_error)")
-		return
-	}
-	for _, dir := range []Direction{Compress, Decompress} {
-		var first *hctx
-		for _, c := range l.ctxs {
-			if c.es == es && c.dir == dir {
-				first = c
-				break
+// openEngine opens cfg.hwCtxs queues per region of a hardware engine. The
+// first queue of each direction runs the self-test before it is used; a
+// failure retires the whole engine. An engine that opened no queue is
+// marked idle with the reason.
+func (l *Layer) openEngine(es *engState) {
+	var tested [2]bool
+	for _, node := range es.e.nodes() {
+		for _, k := range regionKeys(node) {
+			for i := 0; i < l.cfg.hwCtxs; i++ {
+				var test func(queue) error
+				if _, hw := es.e.(*hwEngine); hw && !l.cfg.noSelfTest && !tested[k.dir&1] {
+					tested[k.dir&1] = true
+					dir := k.dir
+					test = func(q queue) error { return l.selfTest(es.e, q, dir) }
+				}
+				err := l.openCtx(es, k, test)
+				var st *selfTestError
+				switch {
+				case errors.As(err, &st):
+					l.countFallback(CauseSelfTest, st.err)
+					l.log.Error("accelerator failed its self-test and is taken out of service; its work runs on the CPU",
+						"device", es.e.name(), "err", st.err)
+					l.retire(es, "failed the self-test: "+st.err.Error())
+					return
+				case err != nil:
+					cause := CauseOpenError
+					if errors.Is(err, errBusy) || isBusy(err) {
+						cause = CauseBusyAtOpen
+					}
+					l.countFallback(cause, err)
+				}
+				if err != nil {
+					break // the region stays smaller
+				}
 			}
 		}
-		if _, hw := es.e.(*hwEngine); first == nil || !hw || l.cfg.noSelfTest {
-			continue // the tests' fake engines script their own faults
-		}
-		if err := l.selfTest(es.e, first.queue(), dir); err != nil {
-			l.countFallback(CauseSelfTest, err)
-			l.log.Error("accelerator failed its self-test and is taken out of service; its work runs on the CPU",
-				"device", es.e.name(), "err", err)
-			l.retire(es, "failed the self-test: "+err.Error())
-			return
-		}
+	}
+	if es.nctx == 0 {
+		es.setIdle("no queue could be opened (see fallbacks busy_at_open / open_error)")
 	}
 }
+
+// selfTestError is a queue that opened but failed its self-test.
+type selfTestError struct{ err error }
+
+func (e *selfTestError) Error() string { return "self-test: " + e.err.Error() }
 
 // Expect tells the layer the algorithm the store compresses new blocks
 // with. Each hardware engine that cannot compress it is marked idle with
@@ -196,18 +199,29 @@ func (l *Layer) addEngine(e engine) *engState {
 	return es
 }
 
-func (l *Layer) openCtx(es *engState, k regionKey) error {
+// openCtx opens one queue of es for k and adds its ctx. test, if set, runs
+// on the new queue before the ctx exists (so nothing else can see its
+// completions); a failure closes the queue and returns a *selfTestError.
+func (l *Layer) openCtx(es *engState, k regionKey, test func(queue) error) error {
 	// The queue may call notify from its own goroutines; c is published
 	// atomically once it exists (nothing completes before a submit on c).
 	var cp atomic.Pointer[hctx]
 	notify := func() {
-		if c := cp.Load(); c != nil && c.pol != nil {
-			c.pol.kick()
+		if c := cp.Load(); c != nil {
+			if p := c.polRef.Load(); p != nil {
+				p.kick()
+			}
 		}
 	}
 	q, err := es.e.openQueue(k.node, k.dir, k.mode, notify)
 	if err != nil {
 		return err
+	}
+	if test != nil {
+		if err := test(q); err != nil {
+			_ = q.close()
+			return &selfTestError{err}
+		}
 	}
 	c := newCtx(l, es, k.node, k.dir, k.mode, q, notify)
 	c.id = len(l.ctxs)
@@ -268,6 +282,7 @@ func (l *Layer) startPollers() {
 				p.ctxs = append(p.ctxs, c)
 				p.notify = p.notify && c.queue().notifies()
 				c.pol = p
+				c.polRef.Store(p)
 			}
 			l.pollers = append(l.pollers, ps...)
 		}

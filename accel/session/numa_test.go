@@ -76,3 +76,25 @@ func TestSessionsUseNearestDevice(t *testing.T) {
 		}
 	}
 }
+
+// FuzzParseDistances: any nodeN/distance content parses or errors, never
+// panics, never yields more than 4096 entries or one outside 0..255.
+func FuzzParseDistances(f *testing.F) {
+	for _, s := range []string{"10 20\n", "10", "", "10 x", " 255 0 ", "10 21 31 41\n"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		d, err := parseDistances(s)
+		if err != nil {
+			return
+		}
+		if len(d) == 0 || len(d) > 4096 {
+			t.Fatalf("%d entries", len(d))
+		}
+		for _, v := range d {
+			if v < 0 || v > 255 {
+				t.Fatalf("distance %d", v)
+			}
+		}
+	})
+}

@@ -4,6 +4,8 @@ import (
 	"runtime"
 	"sync/atomic"
 	"time"
+
+	"github.com/accelfs/accelfs/accel/uacce"
 )
 
 // poller reaps the completions of a fixed set of ctxs of one node, running
@@ -116,9 +118,9 @@ func (p *poller) run() {
 			}
 			continue
 		}
-		// Hardware work in flight, no notification and nothing ready: back
-		// off without burning a core: yield first, then wait on a queue
-		// (poll() in interrupt mode on a real queue), then short sleeps.
+		// Hardware work in flight, no notification and nothing ready: yield
+		// a few times (completions are often microseconds away), then park
+		// on every queue of this poller at once.
 		idle++
 		if idle < 32 {
 			runtime.Gosched()
@@ -131,19 +133,53 @@ func (p *poller) run() {
 			continue
 		default:
 		}
-		var busiest *hctx
+		p.park(scanEvery)
+	}
+}
+
+// park waits until any of the poller's queues may hold a completion, or
+// up to d. Real device queues are armed (priority-1 CQ doorbell) and waited
+// on together in one poll(2) (uacce.WaitAny); after arming they are checked
+// once more, since a completion that landed before the arm raised no
+// interrupt (poll() itself also reports a CQ that already holds one).
+// Queues without descriptors (the tests' fake engines) fall back to a short
+// wait on one queue.
+func (p *poller) park(d time.Duration) {
+	var uqs []uacce.Queue
+	fds := true
+	for _, c := range p.ctxs {
+		q, ok := c.arm()
+		if !ok {
+			fds = fds && c.dead.Load()
+			continue
+		}
+		uqs = append(uqs, q)
+	}
+	if fds && len(uqs) > 0 {
 		for _, c := range p.ctxs {
-			if c.inflight.Load() > 0 && !c.dead.Load() {
-				busiest = c
-				break
+			if c.reap(64) > 0 {
+				return
 			}
 		}
-		start := time.Now()
-		if busiest != nil {
-			busiest.queue().wait(200 * time.Microsecond)
+		if _, err := uacce.WaitAny(uqs, d); err == nil {
+			return
 		}
-		if time.Since(start) < 5*time.Microsecond {
-			time.Sleep(time.Microsecond)
+		// closed or disabled under us: the reap and scan of the loop see
+		// it; do not spin while they do.
+		select {
+		case <-p.wake:
+		case <-time.After(time.Millisecond):
+		}
+		return
+	}
+	for _, c := range p.ctxs {
+		if c.inflight.Load() > 0 && !c.dead.Load() {
+			start := time.Now()
+			c.queue().wait(200 * time.Microsecond)
+			if time.Since(start) < 5*time.Microsecond {
+				time.Sleep(time.Microsecond)
+			}
+			return
 		}
 	}
 }

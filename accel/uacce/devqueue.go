@@ -23,6 +23,9 @@ type kernel interface {
 	Munmap(b []byte) error
 	// Poll waits up to timeout for POLLIN; revents is returned.
 	Poll(fd int, timeout time.Duration) (ready bool, revErr bool, err error)
+	// PollMany is one poll(2) over several descriptors: it waits up to
+	// timeout for POLLIN on any; per descriptor readiness and error events.
+	PollMany(fds []int, timeout time.Duration) (ready, revErr []bool, err error)
 	Close(fd int) error
 	PageSize() int
 }
@@ -137,22 +140,34 @@ func (q *devQueue) Doorbell(off int, v uint64) error {
 	return nil
 }
 
-func (q *devQueue) Wait(timeout time.Duration) (bool, error) {
+// enterWait takes a waiter reference (the descriptor stays open until
+// leaveWait); false when the queue is closed or closing.
+func (q *devQueue) enterWait() bool {
 	q.fdMu.Lock()
+	defer q.fdMu.Unlock()
 	if q.closed.Load() || q.fdClosing {
-		q.fdMu.Unlock()
-		return false, ErrClosed
+		return false
 	}
 	q.waiters++
+	return true
+}
+
+// leaveWait drops a waiter reference; the last one out after Close closes
+// the descriptor.
+func (q *devQueue) leaveWait() {
+	q.fdMu.Lock()
+	if q.waiters--; q.waiters == 0 && q.fdClosing {
+		q.fdClosing = false
+		_ = q.k.Close(q.fd) // Close returned already; nobody to report to
+	}
 	q.fdMu.Unlock()
-	defer func() {
-		q.fdMu.Lock()
-		if q.waiters--; q.waiters == 0 && q.fdClosing {
-			q.fdClosing = false
-			_ = q.k.Close(q.fd) // Close returned already; nobody to report to
-		}
-		q.fdMu.Unlock()
-	}()
+}
+
+func (q *devQueue) Wait(timeout time.Duration) (bool, error) {
+	if !q.enterWait() {
+		return false, ErrClosed
+	}
+	defer q.leaveWait()
 	deadline := time.Now().Add(timeout)
 	for {
 		ready, revErr, err := q.k.Poll(q.fd, timeout) // §1.6: EPOLLIN when is_q_updated

@@ -25,6 +25,7 @@ type fakeKernel struct {
 	failStart bool
 	pollReady bool
 	pollErr   bool
+	readyFDs  map[int]bool  // per-descriptor readiness for PollMany
 	polling   chan struct{} // if set, Poll signals it when it starts waiting
 	fds       map[int]*fakeFD
 	nextFD    int
@@ -159,6 +160,34 @@ func (k *fakeKernel) Poll(fd int, timeout time.Duration) (bool, bool, error) {
 		time.Sleep(timeout)
 	}
 	return ready, perr, nil
+}
+
+func (k *fakeKernel) PollMany(fds []int, timeout time.Duration) ([]bool, []bool, error) {
+	k.mu.Lock()
+	ready, bad := make([]bool, len(fds)), make([]bool, len(fds))
+	any := false
+	for i, fd := range fds {
+		if f := k.fds[fd]; f == nil || f.closed {
+			k.logf("poll on closed fd")
+			k.mu.Unlock()
+			return nil, nil, syscall.EBADF
+		}
+		ready[i], bad[i] = k.pollReady || k.readyFDs[fd], k.pollErr
+		any = any || ready[i] || bad[i]
+	}
+	k.logf("poll(%d fds)", len(fds))
+	polling := k.polling
+	k.mu.Unlock()
+	if !any {
+		if polling != nil {
+			select {
+			case polling <- struct{}{}:
+			default:
+			}
+		}
+		time.Sleep(timeout)
+	}
+	return ready, bad, nil
 }
 
 func (k *fakeKernel) Close(fd int) error {
@@ -341,4 +370,47 @@ func TestCloseDuringWait(t *testing.T) {
 	if k.budget != 2 {
 		t.Fatalf("budget %d", k.budget)
 	}
+}
+
+// WaitAny parks in one poll(2) over every queue's descriptor and reports a
+// completion on any of them; a queue closed while the wait is parked keeps
+// its descriptor until the wait leaves, as with Wait.
+func TestWaitAnyPollsEveryQueue(t *testing.T) {
+	k := newFakeKernel()
+	q1, err := openDevQueue(k, fakeDev, Compress)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q2, err := openDevQueue(k, fakeDev, Decompress)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k.takeLog()
+	k.mu.Lock()
+	k.readyFDs = map[int]bool{q2.(*devQueue).fd: true}
+	k.mu.Unlock()
+	ok, err := WaitAny([]Queue{q1, q2}, time.Second)
+	if !ok || err != nil {
+		t.Fatalf("completion on the second queue: %v %v", ok, err)
+	}
+	eqLog(t, "one poll over both", k.takeLog(), "poll(2 fds)")
+
+	k.mu.Lock()
+	k.readyFDs = nil
+	k.polling = make(chan struct{}, 1)
+	k.mu.Unlock()
+	done := make(chan error, 1)
+	go func() { _, err := WaitAny([]Queue{q1, q2}, 300*time.Millisecond); done <- err }()
+	<-k.polling
+	if err := q1.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("parked WaitAny: %v", err)
+	}
+	eqLog(t, "close during WaitAny", k.takeLog(), "poll(2 fds)", "PUT_Q", "munmap(0)", "munmap(1)", "close")
+	if _, err := WaitAny([]Queue{q1}, 0); err != ErrClosed {
+		t.Fatalf("all closed: %v", err)
+	}
+	q2.Close()
 }

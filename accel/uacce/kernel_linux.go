@@ -45,7 +45,15 @@ func (sysKernel) Mmap(fd int, pgoff int64, length int) ([]byte, error) {
 
 func (sysKernel) Munmap(b []byte) error { return unix.Munmap(b) }
 
-func (sysKernel) Poll(fd int, timeout time.Duration) (bool, bool, error) {
+func (k sysKernel) Poll(fd int, timeout time.Duration) (bool, bool, error) {
+	ready, bad, err := k.PollMany([]int{fd}, timeout)
+	if err != nil {
+		return false, false, err
+	}
+	return ready[0], bad[0], nil
+}
+
+func (sysKernel) PollMany(fds []int, timeout time.Duration) ([]bool, []bool, error) {
 	// Whole milliseconds, rounded up, within poll(2)'s int: a negative
 	// timeout is 0 (poll would take a negative one as "forever").
 	ms := 0
@@ -55,12 +63,19 @@ func (sysKernel) Poll(fd int, timeout time.Duration) (bool, bool, error) {
 			ms--
 		}
 	}
-	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
-	n, err := unix.Poll(fds, ms)
-	if err != nil {
-		return false, false, err
+	pfds := make([]unix.PollFd, len(fds))
+	for i, fd := range fds {
+		pfds[i] = unix.PollFd{Fd: int32(fd), Events: unix.POLLIN}
 	}
-	return n > 0 && fds[0].Revents&unix.POLLIN != 0, fds[0].Revents&(unix.POLLERR|unix.POLLHUP|unix.POLLNVAL) != 0, nil
+	if _, err := unix.Poll(pfds, ms); err != nil {
+		return nil, nil, err
+	}
+	ready, bad := make([]bool, len(fds)), make([]bool, len(fds))
+	for i, p := range pfds {
+		ready[i] = p.Revents&unix.POLLIN != 0
+		bad[i] = p.Revents&(unix.POLLERR|unix.POLLHUP|unix.POLLNVAL) != 0
+	}
+	return ready, bad, nil
 }
 
 func (sysKernel) Close(fd int) error { return unix.Close(fd) }

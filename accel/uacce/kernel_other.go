@@ -18,5 +18,8 @@ func (noKernel) Ioctl(int, IoctlCmd, []byte) error           { return syscall.EN
 func (noKernel) Mmap(int, int64, int) ([]byte, error)        { return nil, syscall.ENODEV }
 func (noKernel) Munmap([]byte) error                         { return nil }
 func (noKernel) Poll(int, time.Duration) (bool, bool, error) { return false, false, syscall.ENODEV }
-func (noKernel) Close(int) error                             { return nil }
-func (noKernel) PageSize() int                               { return 4096 }
+func (noKernel) PollMany([]int, time.Duration) ([]bool, []bool, error) {
+	return nil, nil, syscall.ENODEV
+}
+func (noKernel) Close(int) error { return nil }
+func (noKernel) PageSize() int   { return 4096 }

@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"syscall"
@@ -34,7 +33,11 @@ func requireMeasure(t *testing.T) {
 // real files, about 4x with zlib), repeated as needed.
 func sourceLike(t *testing.T, n int) []byte {
 	var b bytes.Buffer
-	root := filepath.Join(runtime.GOROOT(), "src")
+	goroot, err := exec.Command("go", "env", "GOROOT").Output()
+	if err != nil {
+		t.Skipf("go env GOROOT: %v", err)
+	}
+	root := filepath.Join(strings.TrimSpace(string(goroot)), "src")
 	filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil || b.Len() >= 8<<20 {
 			return fs.SkipDir
