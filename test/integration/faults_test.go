@@ -2,12 +2,16 @@ package integration
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"errors"
+	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -259,4 +263,78 @@ func statT(t *testing.T, p string) unix.Stat_t {
 		t.Fatal(err)
 	}
 	return st
+}
+
+// errorLog is a slog handler that keeps the messages of error records.
+type errorLog struct {
+	mu   sync.Mutex
+	msgs []string
+}
+
+func (h *errorLog) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelError }
+func (h *errorLog) Handle(_ context.Context, r slog.Record) error {
+	var b strings.Builder
+	b.WriteString(r.Message)
+	r.Attrs(func(a slog.Attr) bool {
+		b.WriteString(" " + a.String())
+		return true
+	})
+	h.mu.Lock()
+	h.msgs = append(h.msgs, b.String())
+	h.mu.Unlock()
+	return nil
+}
+func (h *errorLog) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h *errorLog) WithGroup(string) slog.Handler      { return h }
+
+// Issue 9 item 10: the release of a file unlinked while open, racing the
+// commits (the interval at its shortest and `accelfs stats` commits),
+// never logs ErrClosed as an I/O error.
+func TestFaultsUnlinkedReleaseRacesCommit(t *testing.T) {
+	h := &errorLog{}
+	log := slog.New(h)
+	o := &mountOpts{store: blockstore.Options{CommitInterval: time.Millisecond, Logger: log}}
+	o.fs.Logger = log
+	m := newMount(t, o)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				m.store.Commit(context.Background())
+			}
+		}
+	}()
+	data := randomBytes(5000)
+	for i := range 300 {
+		p := m.path(fmt.Sprintf("u%d", i%4))
+		f, err := os.Create(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Remove(p); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.Write(data); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.Close(); err != nil {
+			t.Fatalf("close of an unlinked file: %v", err)
+		}
+	}
+	close(stop)
+	wg.Wait()
+	m.unmount(t)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, msg := range h.msgs {
+		if strings.Contains(msg, "closed") {
+			t.Errorf("logged: %s", msg)
+		}
+	}
 }
