@@ -266,7 +266,7 @@ func TestCommitIntervalFloor(t *testing.T) {
 	if n := s.groups.Load(); n > 5 {
 		t.Fatalf("%d commit groups in %v of idling with a 1ns interval", n, 3*MinCommitInterval)
 	}
-	if got := commitInterval(-1); got >= 0 {
+	if got := commitInterval(-1, 0); got >= 0 {
 		t.Fatalf("a negative interval must still disable the timer, got %v", got)
 	}
 }

@@ -72,6 +72,10 @@ type Options struct {
 	ReadaheadBytes int64
 	// Logger receives corruption reports and background errors. Default slog.Default().
 	Logger *slog.Logger
+
+	// commitFloor replaces MinCommitInterval when > 0: package tests that
+	// race commits against everything else at millisecond intervals.
+	commitFloor time.Duration
 }
 
 // maxClosedPending is how many closed files with uncommitted changes the
@@ -365,7 +369,7 @@ func openLocked(dir, meta string, db *bolt.DB, o *Options) (*Store, error) {
 	if ra > 0 {
 		s.readahead = int(max(1, ra/int64(bs)))
 	}
-	interval := commitInterval(o.CommitInterval)
+	interval := commitInterval(o.CommitInterval, o.commitFloor)
 	if fresh && existing {
 		// The store existed but its index did not (deleted, or moved aside
 		// by RebuildIndex): serving files from an empty index would show
