@@ -148,6 +148,7 @@ func TestFaultsFullDisk(t *testing.T) {
 	dd := exec.Command("dd", "if=/dev/urandom", "of="+filepath.Join(s.Dir, "big"), "bs=1M", "count=200", "conv=fsync")
 	var out bytes.Buffer
 	dd.Stdout, dd.Stderr = &out, &out
+	started := time.Now()
 	if err := dd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -158,20 +159,25 @@ func TestFaultsFullDisk(t *testing.T) {
 		if err == nil || !strings.Contains(out.String(), "No space left") {
 			t.Fatalf("dd of 200 MiB into 64 MiB: %v, want ENOSPC\n%s", err, out.String())
 		}
+		t.Logf("dd returned after %v: %v\n%s", time.Since(started).Round(time.Millisecond), err, out.String())
 	case <-time.After(2 * time.Minute): // a hang, not a slow machine: dd needs seconds
 		dd.Process.Kill()
 		t.Fatalf("dd of 200 MiB into a 64 MiB backing did not return in 2 minutes (hang)\n%s", out.String())
 	}
 	checkFile(t, filepath.Join(s.Dir, "kept"), kept) // the server is up and the data intact
+	t.Logf("%v: kept file intact", time.Since(started).Round(time.Millisecond))
 	if err := os.Remove(filepath.Join(s.Dir, "big")); err != nil {
 		t.Fatalf("rm big: %v", err)
 	}
+	t.Logf("%v: big file removed", time.Since(started).Round(time.Millisecond))
 	again := randomBytes(8 << 20)
 	writeSynced(t, filepath.Join(s.Dir, "again"), again)
 	checkFile(t, filepath.Join(s.Dir, "again"), again)
+	t.Logf("%v: 8 MiB written and fsync'ed after freeing space", time.Since(started).Round(time.Millisecond))
 	if err := s.stop(t, syscall.SIGTERM); err != nil {
 		t.Fatalf("server exit: %v\n%s", err, readFile(s.log))
 	}
+	t.Logf("%v: server exited cleanly", time.Since(started).Round(time.Millisecond))
 	unix.Unmount(s.Dir, unix.MNT_DETACH)
 	if out, err := exec.Command(accelfsBinary(t), "fsck", backing).CombinedOutput(); err != nil {
 		t.Fatalf("fsck after freeing space: %v\n%s", err, out)
