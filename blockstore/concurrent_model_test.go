@@ -23,6 +23,7 @@ func TestConcurrentModel(t *testing.T) {
 	o.DirtyLimit = int64(6 * bs)
 	o.CacheBytes = int64(8 * bs)
 	o.CommitInterval = 2 * time.Millisecond
+	o.commitFloor = time.Millisecond // commits racing the writers
 	s := mustOpen(t, dir, o)
 	const workers = 4
 	ops := 300

@@ -40,6 +40,7 @@ func testConcurrentModelPunchReopen(t *testing.T, withFaults bool) {
 	o.DirtyLimit = int64(6 * bs)
 	o.CacheBytes = int64(16 * bs)
 	o.CommitInterval = time.Millisecond
+	o.commitFloor = time.Millisecond // commits racing the writers
 	s := mustOpen(t, dir, o)
 	var hmu sync.Mutex
 	hrng := rand.New(rand.NewPCG(1, uint64(time.Now().UnixNano())))

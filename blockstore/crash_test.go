@@ -73,6 +73,7 @@ func crashData(op crashOp) []byte {
 
 func crashOpts(seed uint64) *Options {
 	o := &Options{BlockSize: crashBS, Algo: codec.LZ4, LockTimeout: 2 * time.Second, DirtyLimit: 8 * crashBS, CacheBytes: 16 * crashBS}
+	o.commitFloor = time.Millisecond // commits racing the writers
 	switch seed % 3 {
 	case 0:
 		o.CommitInterval = 5 * time.Millisecond

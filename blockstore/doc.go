@@ -31,15 +31,43 @@
 //     written as records (read-modify-write happens here once per block),
 //     bounded store-wide by Options.DirtyLimit.
 //   - Pending: records written to the backing file but not yet in the index.
-//   - Commit group: one run of the commit pipeline over a set of files:
-//     write out their dirty blocks, fdatasync the touched backing files,
-//     then one bbolt transaction for the whole group, then punch holes over
-//     superseded records. The files' pending records become "committing"
-//     under the file locks; fdatasync and the transaction run without them
-//     (a new record then avoids both the committed and the committing slot).
-//     After a failed fdatasync the file's next commit rewrites its pending
-//     records (read back and verified) before fdatasyncing again; a failed
-//     interval commit is reported by the file's next Sync, Flush or Close.
+//   - Commit group: one run of the commit pipeline over a set of files, in
+//     named stages (commit.go): gather the files, write out their dirty
+//     blocks, snapshot (pending -> committing, under the file locks), sync
+//     (size hints and fdatasync of the touched backing files, without the
+//     locks), record (one bbolt transaction for the whole group), apply
+//     (committing -> committed and punch the superseded records, or give
+//     them back to pending). A new record avoids both the committed and the
+//     committing slot. After a failed fdatasync the file's next commit
+//     rewrites its pending records (read back and verified) before
+//     fdatasyncing again.
+//   - Failure isolation: a file whose write-out, size-hint write, fdatasync
+//     or resync fails is left out of its commit group and the other files
+//     are committed (DESIGN §4 invariant 8); its changes stay pending for
+//     the next commit. Only a failed index transaction fails the group.
+//   - Write-back failure: a failure of a file's data that no caller waited
+//     for (a background commit, dropped stuck blocks, a record lost after
+//     a failed fdatasync). Recorded per file with a sequence number, like
+//     the kernel's errseq: every handle (File, or an ErrCursor of a caller
+//     that multiplexes one File, as fs does per FUSE handle) reports each
+//     failure it has not seen once, at its next Flush, Sync or Close. A new
+//     handle sees only later failures, except one nobody has reported yet.
+//   - Stuck block: a dirty block whose write-out failed (ENOSPC, EIO, ...).
+//     It stays dirty so that a retry can still store it: the file's next
+//     write, Flush, Sync, Close and each commit try it again and fail with
+//     the error while it cannot be written (so the file's writers get
+//     ENOSPC/EIO within one call). It does not pin the dirty budget: a
+//     writer (of any file) that would have to wait for budget first has
+//     every stuck block written once more, and those that fail again are
+//     dropped, the loss recorded as the file's write-back failure. So no
+//     writer waits for budget held by blocks that cannot be written, other
+//     files go on while space allows, and freed space resumes service.
+//   - Storable size: the largest logical size whose blocks the backing
+//     filesystem can hold (both slots of the last block below its maximum
+//     file size, probed once per store with ftruncate on an O_TMPFILE,
+//     capped by RLIMIT_FSIZE). A write past it fails at once with
+//     ErrTooLarge (EFBIG). A truncate past it is accepted (it stores no
+//     data).
 //   - Write step: a large WriteAt is applied in block-aligned steps of at
 //     most DirtyLimit/4 (8 MiB); a crash may keep a prefix of the write in
 //     whole blocks, never part of one block's update.

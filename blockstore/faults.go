@@ -23,15 +23,18 @@ const MinCommitInterval = 100 * time.Millisecond
 
 // commitInterval is the interval the flusher commits at for the option
 // value d: 0 means the default, < 0 disables the timer, and positive
-// values are at least MinCommitInterval.
-func commitInterval(d time.Duration) time.Duration {
+// values are at least MinCommitInterval (or floor, when > 0: tests).
+func commitInterval(d, floor time.Duration) time.Duration {
 	switch {
 	case d == 0:
 		return 5 * time.Second
 	case d < 0:
 		return d
 	}
-	return max(d, MinCommitInterval)
+	if floor <= 0 {
+		floor = MinCommitInterval
+	}
+	return max(d, floor)
 }
 
 // noteErr records a write-back failure of the file (errseq, as the kernel

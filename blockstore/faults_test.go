@@ -266,7 +266,7 @@ func TestCommitIntervalFloor(t *testing.T) {
 	if n := s.groups.Load(); n > 5 {
 		t.Fatalf("%d commit groups in %v of idling with a 1ns interval", n, 3*MinCommitInterval)
 	}
-	if got := commitInterval(-1); got >= 0 {
+	if got := commitInterval(-1, 0); got >= 0 {
 		t.Fatalf("a negative interval must still disable the timer, got %v", got)
 	}
 }
@@ -280,4 +280,44 @@ func mustOpenBacking(t *testing.T, path string) *os.File {
 		t.Fatal(err)
 	}
 	return f
+}
+
+// Write-back failures are reported per handle (errseq): each handle that
+// was open when a background commit failed reports it once, a cursor taken
+// after it was reported does not, and one taken before anyone reported it
+// does (issue 9 item 8: fs gives each FUSE handle its cursor).
+func TestFaultErrorsPerHandle(t *testing.T) {
+	dir := t.TempDir()
+	bs := 4096
+	s := mustOpen(t, dir, testOpts(t, bs, codec.LZ4))
+	defer s.Close()
+	a := createFile(t, s, "f")
+	b := openFile(t, s, "f")
+	c1 := a.NewErrCursor()
+	mustWrite(t, a, compressible(2*bs, 1), 0)
+	var on atomic.Bool
+	on.Store(true)
+	s.hooks = failPath("sync", filepath.Join(dir, "f"), syscall.EIO, &on)
+	s.backgroundCommit()
+	on.Store(false)
+	unseen := b.NewErrCursor() // nobody reported the failure yet
+	for name, report := range map[string]func() error{
+		"handle a":             a.Flush,
+		"handle b":             b.Flush,
+		"cursor c1":            func() error { return a.FlushReport(c1) },
+		"cursor after failure": func() error { return a.SyncReport(unseen) },
+	} {
+		if err := report(); !errors.Is(err, syscall.EIO) {
+			t.Errorf("%s: %v, want the background EIO", name, err)
+		}
+		if err := report(); err != nil {
+			t.Errorf("%s, second report: %v, want nil (reported once)", name, err)
+		}
+	}
+	late := a.NewErrCursor() // after it was reported
+	if err := a.FlushReport(late); err != nil {
+		t.Errorf("a cursor taken after the failure was reported: %v", err)
+	}
+	a.Close()
+	b.Close()
 }

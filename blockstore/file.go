@@ -366,8 +366,7 @@ func usedLen(b []byte) int {
 // (the other blocks are still written) and the first failure is returned.
 // It is not recorded as a write-back failure (noteErr): while the block is
 // dirty, every Flush, Sync, Close and write of the file tries it again and
-// reports the failure itself; dropping it records the loss. Over 60 lines:
-// one pass that pairs each block with its compression job.
+// reports the failure itself; dropping it records the loss.
 func (e *inode) writeOut(ctx context.Context, blocks []int64) error {
 	s, bs := e.s, e.s.bs
 	type out struct {
@@ -417,27 +416,7 @@ func (e *inode) writeOut(ctx context.Context, blocks []int64) error {
 		}
 	}()
 	for _, o := range outs {
-		h := recordHeader{Algo: 0, ID: e.id, Block: o.block, Gen: e.nextGen, RawLen: uint32(o.raw), RawCRC: crc32c(o.buf[:o.raw])}
-		payload := o.buf[:o.raw]
-		if j := o.job; j != nil {
-			if j.Err != nil {
-				s.log.Warn("blockstore: compression failed, storing the block raw", "file", e.path, "block", o.block, "algo", s.algo, "err", j.Err)
-			} else if len(j.Out) > 0 && (o.raw-len(j.Out))*8 >= o.raw {
-				// Compression saves at least 1/8: keep it (after checking it
-				// decodes, when asked to).
-				if err := s.verifyCompressed(j.Out, h.RawCRC, o.raw); err != nil {
-					s.log.Error("blockstore: compressed block does not decode to its data, storing it raw", "file", e.path, "block", o.block, "algo", s.algo, "err", err)
-				} else {
-					payload = j.Out
-					h.Algo, h.Level = s.algo, int8(s.level)
-				}
-			}
-		}
-		h.StoredLen = uint32(len(payload))
-		h.StoredCRC = crc32c(payload)
-		n := RecordHeaderSize + len(payload)
-		h.marshalTo(rec[:RecordHeaderSize])
-		copy(rec[RecordHeaderSize:], payload)
+		h, n := e.encodeRecord(o.block, o.buf[:o.raw], o.job, rec)
 		comLoc, cingLoc := e.busy(o.block)
 		l, ok := chooseLoc(o.block, n, comLoc, cingLoc)
 		if !ok {
@@ -447,26 +426,65 @@ func (e *inode) writeOut(ctx context.Context, blocks []int64) error {
 			failed = cmp.Or(failed, err)
 			continue // the block stays dirty (stuck); the others still go
 		}
-		e.touched = true
-		if p, ok := e.pending[o.block]; ok && p.Loc != locNone && p.Loc != l && p.Loc != comLoc && p.Loc != cingLoc {
-			e.punch(o.block, p.Loc)
-		}
-		en := entry{Loc: l, Algo: h.Algo, Level: h.Level, RawLen: h.RawLen, StoredLen: h.StoredLen, RawCRC: h.RawCRC, StoredCRC: h.StoredCRC, Gen: h.Gen}
-		e.pending[o.block] = en
-		e.nextGen++
-		data := o.buf[:o.raw]
-		if o.raw < bs/2 {
-			data = append([]byte(nil), data...)
-		}
-		s.cache.put(cacheKey{e.id, o.block, en.Gen}, data)
-		delete(e.dirty, o.block)
-		delete(e.stuck, o.block)
-		s.budget.release(int64(bs))
+		e.written(o.block, l, &h, o.buf[:o.raw])
 	}
 	if failed != nil {
 		s.budget.wake() // budget waiters may reclaim the stuck blocks
 	}
 	return failed
+}
+
+// encodeRecord assembles in rec the record of block b holding data: the
+// payload is j's output when compression saves at least 1/8 (and decodes,
+// with VerifyCompression), else data raw. It returns the record's header
+// and length. Caller holds mu exclusively.
+func (e *inode) encodeRecord(b int64, data []byte, j *Job, rec []byte) (recordHeader, int) {
+	s, raw := e.s, len(data)
+	h := recordHeader{Algo: 0, ID: e.id, Block: b, Gen: e.nextGen, RawLen: uint32(raw), RawCRC: crc32c(data)}
+	payload := data
+	if j != nil {
+		if j.Err != nil {
+			s.log.Warn("blockstore: compression failed, storing the block raw", "file", e.path, "block", b, "algo", s.algo, "err", j.Err)
+		} else if len(j.Out) > 0 && (raw-len(j.Out))*8 >= raw {
+			// Compression saves at least 1/8: keep it (after checking it
+			// decodes, when asked to).
+			if err := s.verifyCompressed(j.Out, h.RawCRC, raw); err != nil {
+				s.log.Error("blockstore: compressed block does not decode to its data, storing it raw", "file", e.path, "block", b, "algo", s.algo, "err", err)
+			} else {
+				payload = j.Out
+				h.Algo, h.Level = s.algo, int8(s.level)
+			}
+		}
+	}
+	h.StoredLen = uint32(len(payload))
+	h.StoredCRC = crc32c(payload)
+	n := RecordHeaderSize + len(payload)
+	h.marshalTo(rec[:RecordHeaderSize])
+	copy(rec[RecordHeaderSize:], payload)
+	return h, n
+}
+
+// written moves dirty block b, whose record (header h, data) is now at l,
+// to pending (dirty -> pending): the pending record it supersedes is
+// punched, the data goes to the decoded-block cache, the budget is given
+// back. Caller holds mu exclusively.
+func (e *inode) written(b int64, l loc, h *recordHeader, data []byte) {
+	s, bs := e.s, e.s.bs
+	e.touched = true
+	comLoc, cingLoc := e.busy(b)
+	if p, ok := e.pending[b]; ok && p.Loc != locNone && p.Loc != l && p.Loc != comLoc && p.Loc != cingLoc {
+		e.punch(b, p.Loc)
+	}
+	en := entry{Loc: l, Algo: h.Algo, Level: h.Level, RawLen: h.RawLen, StoredLen: h.StoredLen, RawCRC: h.RawCRC, StoredCRC: h.StoredCRC, Gen: h.Gen}
+	e.pending[b] = en
+	e.nextGen++
+	if len(data) < bs/2 {
+		data = append([]byte(nil), data...)
+	}
+	s.cache.put(cacheKey{e.id, b, en.Gen}, data)
+	delete(e.dirty, b)
+	delete(e.stuck, b)
+	s.budget.release(int64(bs))
 }
 
 // writeRecord writes the record rec of block b at location l. A failure

@@ -100,6 +100,7 @@ func TestNoGoroutineLeak(t *testing.T) {
 	dir := t.TempDir()
 	o := testOpts(t, 4096, codec.LZ4)
 	o.CommitInterval = time.Millisecond
+	o.commitFloor = time.Millisecond
 	s := mustOpen(t, dir, o)
 	f := createFile(t, s, "a")
 	mustWrite(t, f, compressible(100000, 1), 0)
@@ -124,6 +125,7 @@ func TestCommitInterval(t *testing.T) {
 	dir := t.TempDir()
 	o := testOpts(t, 4096, codec.LZ4)
 	o.CommitInterval = 10 * time.Millisecond
+	o.commitFloor = time.Millisecond
 	s := mustOpen(t, dir, o)
 	f := createFile(t, s, "a")
 	want := compressible(10000, 3)

@@ -83,6 +83,10 @@ type Options struct {
 	// refused here (the kernel refuses them on a read-only mount); a commit
 	// of one fails.
 	ReadOnly bool
+
+	// commitFloor replaces MinCommitInterval when > 0: package tests that
+	// race commits against everything else at millisecond intervals.
+	commitFloor time.Duration
 }
 
 // maxClosedPending is how many closed files with uncommitted changes the
@@ -443,7 +447,7 @@ func openLocked(dir string, sd *storeDir, db *bolt.DB, o *Options, existing bool
 	s := newStore(dir, sd, db, o, ff.BlockSize, algo, level, stats)
 	o.Logger.Info("blockstore: store open", "store", dir, "block_size", ff.BlockSize, "algo", algo.String(), "level", level,
 		"compression_from", source, "read_only", o.ReadOnly)
-	interval := commitInterval(o.CommitInterval)
+	interval := commitInterval(o.CommitInterval, o.commitFloor)
 	if fresh && existing {
 		// The store existed but its index did not (deleted, or moved aside
 		// by RebuildIndex): serving files from an empty index would show

@@ -15,7 +15,14 @@
 //   - open file: the blockstore.File of a regular file node, shared by all
 //     FUSE handles of that node and reference counted in the node (Node.open).
 //   - handle: one FUSE file handle (one open(2)); data operations on it are
-//     single blockstore calls.
+//     single blockstore calls. Each handle has its own cursor on the file's
+//     write-back failures (blockstore.ErrCursor): fsync and the close(2) of
+//     a descriptor opened for writing report a failure once; the close(2)
+//     of a read-only descriptor reports none (another writer's ENOSPC is
+//     not the reader's).
+//   - data change time: a truncate that changes the size moves mtime and
+//     ctime at once (the backing file changes only at the next commit,
+//     which keeps its mtime), like a write.
 //
 // Every operation is a thin call: a *at system call on the backing tree for
 // the namespace, or one blockstore call for file contents. There is no

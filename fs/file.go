@@ -10,6 +10,8 @@ import (
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"
+
+	"github.com/accelfs/accelfs/blockstore"
 )
 
 // handle is one FUSE file handle (one open(2) in some process) of a
@@ -18,6 +20,13 @@ import (
 type handle struct {
 	n  *Node
 	of *openFile
+	// errs is this handle's position in the file's write-back failures
+	// (errseq): each handle reports a failure once, at its next flush
+	// (close(2)) or fsync, and only failures after it was opened.
+	errs *blockstore.ErrCursor
+	// writable: opened for writing. A read-only descriptor's close(2)
+	// reports nothing: other writers' failures are theirs to see.
+	writable bool
 
 	once sync.Once // Release runs the node release exactly once
 }
@@ -42,13 +51,18 @@ func (h *handle) Write(ctx context.Context, data []byte, off int64) (uint32, sys
 }
 
 // Flush runs at every close(2) of a descriptor: the dirty blocks are
-// written and committed so that errors reach close(2).
+// written so that errors reach close(2) of a descriptor that wrote. A
+// read-only descriptor has nothing of its own to write, and close(2) of
+// it must not fail with another writer's ENOSPC or EFBIG (cat, cmp, tar).
 func (h *handle) Flush(ctx context.Context) syscall.Errno {
-	return h.n.errno("flush", "", h.of.file.Flush())
+	if !h.writable {
+		return 0
+	}
+	return h.n.errno("flush", "", h.of.file.FlushReport(h.errs))
 }
 
 func (h *handle) Fsync(ctx context.Context, flags uint32) syscall.Errno {
-	return h.n.errno("fsync", "", h.of.file.Sync())
+	return h.n.errno("fsync", "", h.of.file.SyncReport(h.errs))
 }
 
 func (h *handle) Release(ctx context.Context) syscall.Errno {
@@ -135,3 +149,8 @@ func (d *dirHandle) Fsyncdir(ctx context.Context, flags uint32) syscall.Errno {
 }
 
 func (d *dirHandle) Releasedir(ctx context.Context, flags uint32) { d.ds.Close() }
+
+// newHandle returns a FUSE handle on of opened with flags.
+func newHandle(n *Node, of *openFile, flags uint32) *handle {
+	return &handle{n: n, of: of, errs: of.file.NewErrCursor(), writable: flags&syscall.O_ACCMODE != syscall.O_RDONLY}
+}

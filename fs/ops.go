@@ -3,6 +3,7 @@ package fs
 import (
 	"context"
 	"os"
+	"strconv"
 	"syscall"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
@@ -112,6 +113,11 @@ func (n *Node) Setattr(ctx context.Context, f gofs.FileHandle, in *fuse.SetAttrI
 }
 
 // truncate sets the logical size, through the handle when there is one.
+// A size change is a change of the data: it moves mtime and ctime now
+// (POSIX truncate; the backing file itself changes only at the next
+// commit, and then keeps its mtime). Truncating to the same size moves
+// nothing here, as on ext4; ftruncate(2) and open(O_TRUNC) also carry
+// an mtime, which Setattr applies.
 func (n *Node) truncate(f gofs.FileHandle, size int64) syscall.Errno {
 	if !n.isRegular() {
 		return syscall.EINVAL
@@ -121,10 +127,25 @@ func (n *Node) truncate(f gofs.FileHandle, size int64) syscall.Errno {
 		return errno
 	}
 	defer n.release(of)
+	old := of.file.Size()
 	if err := of.file.Truncate(size); err != nil {
 		return n.errno("truncate", "", err)
 	}
+	if old != size {
+		n.touchData(of)
+	}
 	return 0
+}
+
+// touchData records a change of the data made now: the backing mtime (and
+// so its ctime) is set to now, and lastWrite too, so that release keeps it.
+func (n *Node) touchData(of *openFile) {
+	now := timeNow()
+	of.lastWrite.Store(now)
+	ts := []unix.Timespec{{Nsec: unix.UTIME_OMIT}, unix.NsecToTimespec(now)}
+	if err := unix.UtimesNanoAt(unix.AT_FDCWD, "/proc/self/fd/"+strconv.Itoa(int(of.fd.Fd())), ts, 0); err != nil {
+		n.errno("set-mtime", "", err)
+	}
 }
 
 // flushOpen writes the dirty blocks of an open regular file.
@@ -225,7 +246,7 @@ func (n *Node) Create(ctx context.Context, name string, flags uint32, mode uint3
 		return nil, nil, 0, syscall.EIO
 	}
 	of = cn.node().adopt(of)
-	return ch, &handle{n: cn.node(), of: of}, 0, 0
+	return ch, newHandle(cn.node(), of, flags), 0, 0
 }
 
 func (n *Node) createExisting(ctx context.Context, dirfd int, name string, flags uint32, out *fuse.EntryOut) (*gofs.Inode, gofs.FileHandle, uint32, syscall.Errno) {
@@ -380,7 +401,7 @@ func (n *Node) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32,
 	if keep {
 		fl |= fuse.FOPEN_KEEP_CACHE
 	}
-	return &handle{n: n, of: of}, fl, 0
+	return newHandle(n, of, flags), fl, 0
 }
 
 func (n *Node) OpendirHandle(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
