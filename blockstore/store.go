@@ -1056,6 +1056,13 @@ func (s *Store) StatFile(f *os.File) (logicalSize int64, diskBytes int64, err er
 		return 0, du, nil
 	}
 	h, err := s.readHeader(f)
+	if errors.Is(err, ErrCorrupt) || errors.Is(err, ErrBadFormat) {
+		// A damaged header: the file stays visible (size 0; opening it
+		// fails with the error) so that it can be listed, renamed and
+		// removed through the mount; fsck --repair rebuilds the header.
+		s.log.Error("blockstore: damaged backing file header (fsck --repair rebuilds it from the records)", "file", f.Name(), "err", err)
+		return 0, du, nil
+	}
 	if err != nil {
 		return 0, 0, err
 	}

@@ -203,6 +203,9 @@ func serve(c *cli.Context, backing, mnt string) (err error) {
 		sopts.Algo, sopts.AlgoSet = autoAlgo(comp), true
 	}
 	sopts.Compressor, sopts.Logger = comp, logger
+	for _, o := range splitOptions(c.StringSlice("o")) {
+		sopts.ReadOnly = sopts.ReadOnly || o == "ro" // -o ro: the store writes nothing either
+	}
 	store, err := blockstore.Open(backing, sopts)
 	if err != nil {
 		return err
