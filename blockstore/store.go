@@ -157,6 +157,12 @@ type Store struct {
 	// the index was missing (nil otherwise).
 	rebuiltAtOpen *FsckReport
 
+	// sweepOnOpen: the previous run did not close the store cleanly, so
+	// backing files may hold records no index entry references (a crash
+	// between a commit and its punch, or before a commit). Each file is
+	// swept the first time it is opened (sweep.go). Immutable after Open.
+	sweepOnOpen bool
+
 	hooks *testHooks // nil outside tests
 }
 
@@ -428,12 +434,17 @@ func openLocked(dir string, sd *storeDir, db *bolt.DB, o *Options, existing bool
 	if err != nil {
 		return nil, err
 	}
+	unclean := false
 	if !o.ReadOnly {
 		if err := writePidFile(sd.meta); err != nil {
 			return nil, fmt.Errorf("write pid file: %w", err)
 		}
+		if unclean, err = markOpen(db); err != nil {
+			return nil, fmt.Errorf("index %s: %w", db.Path(), err)
+		}
 	}
 	s := newStore(dir, sd, db, o, ff.BlockSize, algo, level, stats)
+	s.sweepOnOpen = unclean
 	o.Logger.Info("blockstore: store open", "store", dir, "block_size", ff.BlockSize, "algo", algo.String(), "level", level,
 		"compression_from", source, "read_only", o.ReadOnly)
 	interval := o.CommitInterval
@@ -564,6 +575,10 @@ func (s *Store) Close() error {
 		e.mu.Unlock()
 	}
 	if !s.readOnly {
+		if err == nil {
+			// A clean close: the next Open need not sweep (sweep.go).
+			err = s.markClosed()
+		}
 		unix.Unlinkat(int(s.metaDir.Fd()), pidFileName, 0)
 	}
 	if cerr := s.db.Close(); cerr != nil && err == nil {
@@ -857,22 +872,32 @@ func (s *Store) acquire(f *os.File) (*inode, error) {
 		return nil, err
 	}
 	e.fi = fi
+	e, inserted, err := s.publish(e, h.ID, fi, f)
+	if err == nil && inserted && s.sweepOnOpen {
+		s.sweepFile(e)
+	}
+	return e, err
+}
+
+// publish inserts the loaded inode e unless another opener was first (then
+// that one gets the reference and f is closed).
+func (s *Store) publish(e *inode, id FileID, fi os.FileInfo, f *os.File) (*inode, bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return nil, ErrClosed
+		return nil, false, ErrClosed
 	}
-	if other, ok := s.files[h.ID]; ok {
+	if other, ok := s.files[id]; ok {
 		if !os.SameFile(fi, other.fi) {
-			return nil, dupIDError(f.Name(), other.path, h.ID)
+			return nil, false, dupIDError(f.Name(), other.path, id)
 		}
 		other.refs++
 		f.Close()
-		return other, nil
+		return other, false, nil
 	}
 	e.refs = 1
-	s.files[h.ID] = e
-	return e, nil
+	s.files[id] = e
+	return e, true, nil
 }
 
 // dupIDError is the error for a backing file whose file ID is already open
