@@ -225,3 +225,31 @@ func TestStoreReadOnlyBacking(t *testing.T) {
 		t.Fatalf("server exit: %v", err)
 	}
 }
+
+// Issue 9 item 6: a file whose header is damaged stays visible and can be
+// removed through the mount (stat, rm and mv used to give EIO); opening it
+// gives EIO, never wrong bytes.
+func TestStoreDamagedHeaderRemovable(t *testing.T) {
+	backing := storeWithFile(t, "f", text(100<<10, 'H'))
+	f, err := os.OpenFile(filepath.Join(backing, "f"), os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt([]byte{0xde, 0xad}, 20); err != nil { // inside the file ID
+		t.Fatal(err)
+	}
+	f.Close()
+	m := remount(t, backing, nil)
+	if _, err := os.ReadFile(m.path("f")); !errors.Is(err, unix.EIO) {
+		t.Fatalf("reading a file with a damaged header: %v, want EIO", err)
+	}
+	if err := os.Rename(m.path("f"), m.path("g")); err != nil {
+		t.Fatalf("mv through the mount: %v", err)
+	}
+	if err := os.Remove(m.path("g")); err != nil {
+		t.Fatalf("rm through the mount: %v", err)
+	}
+	if _, err := os.Lstat(filepath.Join(backing, "g")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("backing file still there: %v", err)
+	}
+}
