@@ -278,7 +278,13 @@ func Init(backingDir string, opts *Options) error {
 	if err != nil {
 		return err
 	}
-	err = guardIndex(db.Path(), func() error { _, _, ierr := initIndex(db); return ierr })
+	err = guardIndex(db.Path(), func() error {
+		if _, _, _, ierr := initIndex(db); ierr != nil {
+			return ierr
+		}
+		// A new store has not been opened yet: no open mark.
+		return db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Delete(keyOpen) })
+	})
 	if cerr := db.Close(); err == nil {
 		err = cerr
 	}
@@ -430,17 +436,13 @@ func openLocked(dir string, sd *storeDir, db *bolt.DB, o *Options, existing bool
 	if level, err = codec.NormalizeLevel(algo, level); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
-	stats, fresh, err := loadIndexMeta(db, o.ReadOnly)
+	stats, fresh, unclean, err := loadIndexMeta(db, o.ReadOnly)
 	if err != nil {
 		return nil, err
 	}
-	unclean := false
 	if !o.ReadOnly {
 		if err := writePidFile(sd.meta); err != nil {
 			return nil, fmt.Errorf("write pid file: %w", err)
-		}
-		if unclean, err = markOpen(db); err != nil {
-			return nil, fmt.Errorf("index %s: %w", db.Path(), err)
 		}
 	}
 	s := newStore(dir, sd, db, o, ff.BlockSize, algo, level, stats)
@@ -473,21 +475,22 @@ func openLocked(dir string, sd *storeDir, db *bolt.DB, o *Options, existing bool
 }
 
 // loadIndexMeta checks (and for a new index, creates) the index's buckets
-// and returns its stats.
-func loadIndexMeta(db *bolt.DB, readOnly bool) (stats statCounters, fresh bool, err error) {
+// and returns its stats; read-write, it also sets the open mark and says
+// whether the previous run left it (sweep.go).
+func loadIndexMeta(db *bolt.DB, readOnly bool) (stats statCounters, fresh, unclean bool, err error) {
 	err = guardIndex(db.Path(), func() error {
 		var ierr error
 		if readOnly {
 			stats, ierr = readIndexMeta(db)
 		} else {
-			stats, fresh, ierr = initIndex(db)
+			stats, fresh, unclean, ierr = initIndex(db)
 		}
 		return ierr
 	})
 	if err != nil {
-		return stats, fresh, fmt.Errorf("index %s: %w", db.Path(), err)
+		return stats, fresh, unclean, fmt.Errorf("index %s: %w", db.Path(), err)
 	}
-	return stats, fresh, nil
+	return stats, fresh, unclean, nil
 }
 
 // newStore builds the Store value (no goroutine started yet).

@@ -1,7 +1,6 @@
 package blockstore
 
 import (
-	"encoding/binary"
 	"errors"
 
 	bolt "go.etcd.io/bbolt"
@@ -11,7 +10,7 @@ import (
 // Reclaiming crash leftovers without an offline repair.
 //
 // The index's meta bucket holds keyOpen while a read-write Store is open:
-// Open sets it, a Close whose final commit succeeded deletes it. Finding it
+// Open sets it (initIndex, in the transaction it runs anyway), a Close whose final commit succeeded deletes it. Finding it
 // at Open means the previous run crashed (or failed its last commit), so
 // backing files may hold records no entry references: superseded ones
 // whose punch never ran, uncommitted ones. The mount would never serve
@@ -20,21 +19,6 @@ import (
 // Files with no index entry are adopted at open, never swept.
 
 var keyOpen = []byte("open")
-
-// markOpen records that the store is open and reports whether the previous
-// run left the mark (did not close cleanly).
-func markOpen(db *bolt.DB) (unclean bool, err error) {
-	err = guardIndex(db.Path(), func() error {
-		return db.Update(func(tx *bolt.Tx) error {
-			meta := tx.Bucket(bucketMeta)
-			unclean = meta.Get(keyOpen) != nil
-			v := make([]byte, 8)
-			binary.LittleEndian.PutUint64(v, 1)
-			return meta.Put(keyOpen, v)
-		})
-	})
-	return unclean, err
-}
 
 // markClosed removes the open mark (Close, after a successful final commit).
 func (s *Store) markClosed() error {
