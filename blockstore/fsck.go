@@ -1070,6 +1070,15 @@ func RebuildIndex(backingDir string, opts *Options) (*FsckReport, error) {
 	}
 	s, err := openStoreDir(backingDir, sd, &o, true)
 	if err != nil {
+		// Put the old index back: a half-built one must not outlive the
+		// failure (the next Open would trust it).
+		if aside != "" {
+			mfd := int(sd.meta.Fd())
+			unix.Unlinkat(mfd, indexName, 0)
+			if rerr := unix.Renameat(mfd, filepath.Base(aside), mfd, indexName); rerr != nil {
+				err = fmt.Errorf("%w (and moving the old index back from %s failed: %v)", err, aside, rerr)
+			}
+		}
 		sd.close()
 		return nil, err
 	}
