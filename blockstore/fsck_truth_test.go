@@ -235,3 +235,28 @@ func TestReadOnlyOpen(t *testing.T) {
 		t.Fatal("read-only open changed the index")
 	}
 }
+
+// A rebuild that fails (a record it cannot check) leaves the old index in
+// place, byte for byte, and no moved-aside copy behind.
+func TestFailedRebuildRestoresIndex(t *testing.T) {
+	dir, _, _ := setupCorrupt(t, codec.Deflate)
+	idx := filepath.Join(dir, MetaDir, indexName)
+	before, err := os.ReadFile(idx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := testOpts(t, 4096, codec.Deflate)
+	o.Compressor = lyingCompressor{NewCPUCompressor(1), "engine-error"}
+	if _, err := RebuildIndex(dir, o); err == nil {
+		t.Fatal("rebuild with a failing engine succeeded")
+	}
+	if after, _ := os.ReadFile(idx); !bytes.Equal(before, after) {
+		t.Fatal("a failed rebuild changed the index")
+	}
+	ents, _ := os.ReadDir(filepath.Join(dir, MetaDir))
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), indexName+".") {
+			t.Fatalf("left behind: %s", e.Name())
+		}
+	}
+}

@@ -253,3 +253,46 @@ func TestStoreDamagedHeaderRemovable(t *testing.T) {
 		t.Fatalf("backing file still there: %v", err)
 	}
 }
+
+// Issue 9 item 3: with a server running, renaming .accelfs away does not
+// let a second server mount the same backing directory, and a symlink
+// planted as lock.pid is refused rather than followed.
+func TestStoreLockSurvivesMetaRename(t *testing.T) {
+	backing := t.TempDir()
+	s := startServer(t, backing)
+	writeFile(t, filepath.Join(s.Dir, "f"), []byte("served once"))
+	if err := os.Rename(filepath.Join(backing, ".accelfs"), filepath.Join(backing, "moved")); err != nil {
+		t.Fatal(err)
+	}
+	mnt := t.TempDir()
+	// Background mode: it returns either way (a foreground server that
+	// wrongly mounted would never return).
+	out, code := cli(t, "mount", "--accel", "cpu", "--log", filepath.Join(t.TempDir(), "log"), backing, mnt)
+	if code == 0 || mounted(mnt) {
+		unix.Unmount(mnt, unix.MNT_DETACH)
+		t.Fatalf("a second server mounted the store after .accelfs was renamed: exit %d\n%s", code, out)
+	}
+	if !strings.Contains(out, "in use") {
+		t.Fatalf("second mount: exit %d, message does not say the store is in use:\n%s", code, out)
+	}
+	if err := s.stop(t, unix.SIGTERM); err != nil {
+		t.Fatalf("server exit: %v", err)
+	}
+	os.RemoveAll(filepath.Join(backing, ".accelfs"))
+	if err := os.Rename(filepath.Join(backing, "moved"), filepath.Join(backing, ".accelfs")); err != nil {
+		t.Fatal(err)
+	}
+	victim := filepath.Join(t.TempDir(), "victim")
+	os.WriteFile(victim, []byte("precious\n"), 0o644)
+	os.Remove(filepath.Join(backing, ".accelfs", "lock.pid"))
+	if err := os.Symlink(victim, filepath.Join(backing, ".accelfs", "lock.pid")); err != nil {
+		t.Fatal(err)
+	}
+	out, code = cli(t, "fsck", backing)
+	if code == 0 || !strings.Contains(out, "symlink") {
+		t.Fatalf("fsck with a lock.pid symlink: exit %d\n%s", code, out)
+	}
+	if b, _ := os.ReadFile(victim); string(b) != "precious\n" {
+		t.Fatalf("the symlink target was written: %q", b)
+	}
+}
