@@ -1036,12 +1036,12 @@ func (s *Store) rebuild(rep *FsckReport, files map[FileID]*backingFile, prog *pr
 }
 
 // RebuildIndex rebuilds the index of the store in backingDir from its
-// backing files alone. The old index is never read or modified: it is
-// moved aside first (index.db.damaged-<time> when it cannot be opened,
+// backing files alone. The old index is neither walked nor modified (only
+// a read-only open names it): it is moved aside first (index.db.damaged-<time> when it cannot be opened,
 // index.db.replaced-<time> otherwise; a damaged page can pass Open and
 // still fail the rebuild transaction) and the store is opened with no
-// index, which rebuilds it. It takes the store lock like Open and never
-// creates a store (ErrNotStore).
+// index, which rebuilds it; when that fails the old index is put back. It
+// takes the store lock like Open and never creates a store (ErrNotStore).
 func RebuildIndex(backingDir string, opts *Options) (*FsckReport, error) {
 	o := openDefaults(opts)
 	if o.ReadOnly {
