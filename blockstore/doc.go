@@ -71,6 +71,21 @@
 //   - Write step: a large WriteAt is applied in block-aligned steps of at
 //     most DirtyLimit/4 (8 MiB); a crash may keep a prefix of the write in
 //     whole blocks, never part of one block's update.
+//   - Store: a backing directory with .accelfs/format in it. Open creates
+//     one only in an empty directory (Init creates one explicitly); any
+//     other directory is ErrNotStore.
+//   - Store lock: an exclusive flock on a descriptor of the backing root
+//     (storedir.go), so renaming .accelfs does not release it.
+//   - Meta directory: .accelfs, opened relative to the root without
+//     following symlinks, owned by us and not group/other-writable; its
+//     files are opened with O_NOFOLLOW (OpenMetaFile).
+//   - Settings: the format file's algo and level (Settings, UpdateSettings),
+//     overridden per open by Options.Algo/Level.
+//   - Unclean shutdown: Open found the index's open mark (sweep.go); each
+//     file is then swept of unreferenced records at its first open.
+//   - Lost range: a byte range a repair or rebuild gave up (FsckItem.Lost).
+//   - Unindexed file: a backing file with records and no index entry; Open
+//     and fsck --repair adopt its records, never punch them.
 //   - Index: the bbolt database in .accelfs/index.db (files, blocks,
 //     aggregate stats). It is a cache of what the records say and can be
 //     rebuilt from the backing files (RebuildIndex).

@@ -536,49 +536,7 @@ func (s *Store) verify(rep *FsckReport, files map[FileID]*backingFile, opts Fsck
 		}
 		prog.file(bf)
 	}
-	// Unreferenced records.
-	type punchAt struct {
-		path string
-		off  int64
-		n    int64
-	}
-	var punches []punchAt
-	for id, bf := range files {
-		xf := idx[id]
-		refs := map[int64]entry{}
-		if xf != nil {
-			refs = xf.entries
-		} else if bf.adopt != nil {
-			refs = bf.adopt // a mount would adopt them: never a cleanup
-		}
-		dropped := map[int64]bool{}
-		if repair {
-			for _, b := range dropBlocks[id] {
-				dropped[b] = true
-			}
-		}
-		s.scanRecords(bf, func(block int64, l loc, off int64, h *recordHeader, err error) {
-			if en, ok := refs[block]; ok && en.bad == nil && en.Loc == l && !dropped[block] {
-				return // referenced: verified (and reported when bad) above
-			}
-			detail := "not referenced by the index"
-			if dropped[block] {
-				detail = "record of the entry this repair dropped"
-			}
-			if err != nil {
-				detail = "unreadable and not referenced: " + err.Error()
-			}
-			if err != nil && !errors.Is(err, ErrCorrupt) {
-				// Could not read it: maybe a record an entry should point
-				// at; never punched.
-				rep.problem(FsckItem{Kind: ProblemIO, Path: bf.path, FileID: id.String(), Block: block, Offset: block * bs, Length: bs, Detail: err.Error()})
-				return
-			}
-			rep.Cleanups = append(rep.Cleanups, FsckItem{Kind: CleanupUnreferenced, Path: bf.path, FileID: id.String(), Block: block,
-				Offset: block * bs, Length: bs, Detail: fmt.Sprintf("%s at offset %d (%s)", detail, off, l), Repaired: repair})
-			punches = append(punches, punchAt{bf.path, off, int64(locCapacity(s.bs, l))})
-		})
-	}
+	punches := s.unreferenced(rep, files, idx, dropBlocks, repair)
 	// Stats as the entries say; then what they become after the repair.
 	var want statCounters
 	for _, xf := range idx {
@@ -665,6 +623,59 @@ func (s *Store) verify(rep *FsckReport, files map[FileID]*backingFile, opts Fsck
 		}
 	}
 	return nil
+}
+
+// unreferenced scans the backing files for records no entry references
+// (cleanups, punched by a repair) and records it could not read (problems,
+// never punched). With repair, the records of the entries it drops count as
+// unreferenced, so the repair reclaims them in the same pass.
+func (s *Store) unreferenced(rep *FsckReport, files map[FileID]*backingFile, idx map[FileID]*indexedFile, dropBlocks map[FileID][]int64, repair bool) []punchAt {
+	bs := int64(s.bs)
+	var punches []punchAt
+	for id, bf := range files {
+		xf := idx[id]
+		refs := map[int64]entry{}
+		if xf != nil {
+			refs = xf.entries
+		} else if bf.adopt != nil {
+			refs = bf.adopt // a mount would adopt them: never a cleanup
+		}
+		dropped := map[int64]bool{}
+		if repair {
+			for _, b := range dropBlocks[id] {
+				dropped[b] = true
+			}
+		}
+		s.scanRecords(bf, func(block int64, l loc, off int64, h *recordHeader, err error) {
+			if en, ok := refs[block]; ok && en.bad == nil && en.Loc == l && !dropped[block] {
+				return // referenced: verified (and reported when bad) above
+			}
+			detail := "not referenced by the index"
+			if dropped[block] {
+				detail = "record of the entry this repair dropped"
+			}
+			if err != nil {
+				detail = "unreadable and not referenced: " + err.Error()
+			}
+			if err != nil && !errors.Is(err, ErrCorrupt) {
+				// Could not read it: maybe a record an entry should point
+				// at; never punched.
+				rep.problem(FsckItem{Kind: ProblemIO, Path: bf.path, FileID: id.String(), Block: block, Offset: block * bs, Length: bs, Detail: err.Error()})
+				return
+			}
+			rep.Cleanups = append(rep.Cleanups, FsckItem{Kind: CleanupUnreferenced, Path: bf.path, FileID: id.String(), Block: block,
+				Offset: block * bs, Length: bs, Detail: fmt.Sprintf("%s at offset %d (%s)", detail, off, l), Repaired: repair})
+			punches = append(punches, punchAt{bf.path, off, int64(locCapacity(s.bs, l))})
+		})
+	}
+	return punches
+}
+
+// punchAt is a record to reclaim.
+type punchAt struct {
+	path string
+	off  int64
+	n    int64
 }
 
 var errNeedsPut = errors.New("files entry rebuilt")
@@ -904,13 +915,21 @@ func (s *Store) rebuildFile(id FileID, hdr fileHeader, f *os.File, fsize int64, 
 			delete(best, b)
 		}
 	}
+	markLost(others, otherGen, best, size, bs)
+	return fileVal{Size: size, NextGen: gen}, best, others, nil
+}
+
+// markLost keeps Lost only on the records left out by rebuildFile that may
+// have been their block's newest version: inside the size and with no valid
+// record of a higher generation (gens[i] < 0: generation unknown).
+func markLost(others []FsckItem, gens []int64, best map[int64]entry, size, bs int64) {
 	for i := range others {
 		it := &others[i]
 		if !it.Lost {
 			continue
 		}
 		newer, ok := best[it.Block]
-		superseded := ok && otherGen[i] >= 0 && newer.Gen > uint64(otherGen[i])
+		superseded := ok && gens[i] >= 0 && newer.Gen > uint64(gens[i])
 		if superseded || it.Block*bs >= size {
 			it.Lost = false
 			continue
@@ -922,7 +941,6 @@ func (s *Store) rebuildFile(id FileID, hdr fileHeader, f *os.File, fsize int64, 
 			it.Detail += "; no other version: the block reads as zeros"
 		}
 	}
-	return fileVal{Size: size, NextGen: gen}, best, others, nil
 }
 
 // rebuild replaces the index with one built from the backing files.
@@ -1018,12 +1036,12 @@ func (s *Store) rebuild(rep *FsckReport, files map[FileID]*backingFile, prog *pr
 }
 
 // RebuildIndex rebuilds the index of the store in backingDir from its
-// backing files alone. The old index is never read or modified: it is
-// moved aside first (index.db.damaged-<time> when it cannot be opened,
+// backing files alone. The old index is neither walked nor modified (only
+// a read-only open names it): it is moved aside first (index.db.damaged-<time> when it cannot be opened,
 // index.db.replaced-<time> otherwise; a damaged page can pass Open and
 // still fail the rebuild transaction) and the store is opened with no
-// index, which rebuilds it. It takes the store lock like Open and never
-// creates a store (ErrNotStore).
+// index, which rebuilds it; when that fails the old index is put back. It
+// takes the store lock like Open and never creates a store (ErrNotStore).
 func RebuildIndex(backingDir string, opts *Options) (*FsckReport, error) {
 	o := openDefaults(opts)
 	if o.ReadOnly {
@@ -1052,6 +1070,15 @@ func RebuildIndex(backingDir string, opts *Options) (*FsckReport, error) {
 	}
 	s, err := openStoreDir(backingDir, sd, &o, true)
 	if err != nil {
+		// Put the old index back: a half-built one must not outlive the
+		// failure (the next Open would trust it).
+		if aside != "" {
+			mfd := int(sd.meta.Fd())
+			unix.Unlinkat(mfd, indexName, 0)
+			if rerr := unix.Renameat(mfd, filepath.Base(aside), mfd, indexName); rerr != nil {
+				err = fmt.Errorf("%w (and moving the old index back from %s failed: %v)", err, aside, rerr)
+			}
+		}
 		sd.close()
 		return nil, err
 	}

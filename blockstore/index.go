@@ -210,12 +210,17 @@ func (c *statCounters) add(d *statCounters) {
 }
 
 // initIndex creates the buckets of a new index (fresh) and checks the
-// version of an existing one.
-func initIndex(db *bolt.DB) (st statCounters, fresh bool, err error) {
+// version of an existing one. It also sets the open mark (sweep.go) in the
+// same transaction and reports whether the previous run left it (unclean).
+func initIndex(db *bolt.DB) (st statCounters, fresh, unclean bool, err error) {
 	err = db.Update(func(tx *bolt.Tx) error {
 		fresh = tx.Bucket(bucketMeta) == nil
 		meta, err := tx.CreateBucketIfNotExists(bucketMeta)
 		if err != nil {
+			return err
+		}
+		unclean = meta.Get(keyOpen) != nil
+		if err := meta.Put(keyOpen, []byte{1, 0, 0, 0, 0, 0, 0, 0}); err != nil {
 			return err
 		}
 		if _, err := tx.CreateBucketIfNotExists(bucketFiles); err != nil {
@@ -244,7 +249,7 @@ func initIndex(db *bolt.DB) (st statCounters, fresh bool, err error) {
 		}
 		return meta.Put(keyStats, st.marshal())
 	})
-	return st, fresh, err
+	return st, fresh, unclean, err
 }
 
 // readIndexMeta checks an existing index without writing (read-only open):

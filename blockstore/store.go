@@ -168,6 +168,12 @@ type Store struct {
 	// the index was missing (nil otherwise).
 	rebuiltAtOpen *FsckReport
 
+	// sweepOnOpen: the previous run did not close the store cleanly, so
+	// backing files may hold records no index entry references (a crash
+	// between a commit and its punch, or before a commit). Each file is
+	// swept the first time it is opened (sweep.go). Immutable after Open.
+	sweepOnOpen bool
+
 	hooks *testHooks // nil outside tests
 }
 
@@ -283,7 +289,13 @@ func Init(backingDir string, opts *Options) error {
 	if err != nil {
 		return err
 	}
-	err = guardIndex(db.Path(), func() error { _, _, ierr := initIndex(db); return ierr })
+	err = guardIndex(db.Path(), func() error {
+		if _, _, _, ierr := initIndex(db); ierr != nil {
+			return ierr
+		}
+		// A new store has not been opened yet: no open mark.
+		return db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Delete(keyOpen) })
+	})
 	if cerr := db.Close(); err == nil {
 		err = cerr
 	}
@@ -435,7 +447,7 @@ func openLocked(dir string, sd *storeDir, db *bolt.DB, o *Options, existing bool
 	if level, err = codec.NormalizeLevel(algo, level); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
-	stats, fresh, err := loadIndexMeta(db, o.ReadOnly)
+	stats, fresh, unclean, err := loadIndexMeta(db, o.ReadOnly)
 	if err != nil {
 		return nil, err
 	}
@@ -445,6 +457,7 @@ func openLocked(dir string, sd *storeDir, db *bolt.DB, o *Options, existing bool
 		}
 	}
 	s := newStore(dir, sd, db, o, ff.BlockSize, algo, level, stats)
+	s.sweepOnOpen = unclean
 	o.Logger.Info("blockstore: store open", "store", dir, "block_size", ff.BlockSize, "algo", algo.String(), "level", level,
 		"compression_from", source, "read_only", o.ReadOnly)
 	interval := commitInterval(o.CommitInterval, o.commitFloor)
@@ -470,21 +483,22 @@ func openLocked(dir string, sd *storeDir, db *bolt.DB, o *Options, existing bool
 }
 
 // loadIndexMeta checks (and for a new index, creates) the index's buckets
-// and returns its stats.
-func loadIndexMeta(db *bolt.DB, readOnly bool) (stats statCounters, fresh bool, err error) {
+// and returns its stats; read-write, it also sets the open mark and says
+// whether the previous run left it (sweep.go).
+func loadIndexMeta(db *bolt.DB, readOnly bool) (stats statCounters, fresh, unclean bool, err error) {
 	err = guardIndex(db.Path(), func() error {
 		var ierr error
 		if readOnly {
 			stats, ierr = readIndexMeta(db)
 		} else {
-			stats, fresh, ierr = initIndex(db)
+			stats, fresh, unclean, ierr = initIndex(db)
 		}
 		return ierr
 	})
 	if err != nil {
-		return stats, fresh, fmt.Errorf("index %s: %w", db.Path(), err)
+		return stats, fresh, unclean, fmt.Errorf("index %s: %w", db.Path(), err)
 	}
-	return stats, fresh, nil
+	return stats, fresh, unclean, nil
 }
 
 // newStore builds the Store value (no goroutine started yet).
@@ -572,6 +586,10 @@ func (s *Store) Close() error {
 		e.mu.Unlock()
 	}
 	if !s.readOnly {
+		if err == nil {
+			// A clean close: the next Open need not sweep (sweep.go).
+			err = s.markClosed()
+		}
 		unix.Unlinkat(int(s.metaDir.Fd()), pidFileName, 0)
 	}
 	if cerr := s.db.Close(); cerr != nil && err == nil {
@@ -865,22 +883,32 @@ func (s *Store) acquire(f *os.File) (*inode, error) {
 		return nil, err
 	}
 	e.fi = fi
+	e, inserted, err := s.publish(e, h.ID, fi, f)
+	if err == nil && inserted && s.sweepOnOpen {
+		s.sweepFile(e)
+	}
+	return e, err
+}
+
+// publish inserts the loaded inode e unless another opener was first (then
+// that one gets the reference and f is closed).
+func (s *Store) publish(e *inode, id FileID, fi os.FileInfo, f *os.File) (*inode, bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return nil, ErrClosed
+		return nil, false, ErrClosed
 	}
-	if other, ok := s.files[h.ID]; ok {
+	if other, ok := s.files[id]; ok {
 		if !os.SameFile(fi, other.fi) {
-			return nil, dupIDError(f.Name(), other.path, h.ID)
+			return nil, false, dupIDError(f.Name(), other.path, id)
 		}
 		other.refs++
 		f.Close()
-		return other, nil
+		return other, false, nil
 	}
 	e.refs = 1
-	s.files[h.ID] = e
-	return e, nil
+	s.files[id] = e
+	return e, true, nil
 }
 
 // dupIDError is the error for a backing file whose file ID is already open
@@ -1064,6 +1092,13 @@ func (s *Store) StatFile(f *os.File) (logicalSize int64, diskBytes int64, err er
 		return 0, du, nil
 	}
 	h, err := s.readHeader(f)
+	if errors.Is(err, ErrCorrupt) || errors.Is(err, ErrBadFormat) {
+		// A damaged header: the file stays visible (size 0; opening it
+		// fails with the error) so that it can be listed, renamed and
+		// removed through the mount; fsck --repair rebuilds the header.
+		s.log.Error("blockstore: damaged backing file header (fsck --repair rebuilds it from the records)", "file", f.Name(), "err", err)
+		return 0, du, nil
+	}
 	if err != nil {
 		return 0, 0, err
 	}

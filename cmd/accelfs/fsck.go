@@ -16,7 +16,7 @@ import (
 var errDamaged = errors.New("the store has problems that were not repaired")
 
 // errDataLost: this fsck run dropped data (exit code exitDataLost).
-var errDataLost = errors.New("this run dropped data: the byte ranges marked DATA LOST above read as zeros (or as an older version) now")
+var errDataLost = errors.New("this run dropped data: every byte range it reports as lost (DATA LOST, \"lost\": true) reads as zeros or as an older version now")
 
 func fsckCommand() *cli.Command {
 	return &cli.Command{

@@ -256,6 +256,9 @@ func serve(c *cli.Context, backing, mnt string, note *notifier) (err error) {
 		sopts.Algo, sopts.AlgoSet = autoAlgo(comp), true
 	}
 	sopts.Compressor, sopts.Logger = comp, logger
+	for _, o := range splitOptions(c.StringSlice("o")) {
+		sopts.ReadOnly = sopts.ReadOnly || o == "ro" // -o ro: the store writes nothing either
+	}
 	store, err := blockstore.Open(backing, sopts)
 	if err != nil {
 		if errors.Is(err, blockstore.ErrLocked) {
