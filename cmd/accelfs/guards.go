@@ -77,7 +77,10 @@ func isEmptyDir(dir string) (bool, error) {
 // topMount is the top-most mount at mountpoint (the one a path lookup
 // reaches when several are stacked), or nil when none is.
 func topMount(mountpoint string) (*mountinfo.Info, error) {
-	l, err := mountinfo.GetMounts(mountinfo.SingleEntryFilter(mountpoint))
+	// Not mountinfo.SingleEntryFilter: it stops at the first (lowest) entry.
+	l, err := mountinfo.GetMounts(func(m *mountinfo.Info) (skip, stop bool) {
+		return m.Mountpoint != mountpoint, false
+	})
 	if err != nil || len(l) == 0 {
 		return nil, err
 	}

@@ -129,8 +129,8 @@ func serverPid(backing string) int {
 		return 0
 	}
 	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	if err != nil {
-		return pid // gone: waitServer reports whether it recorded its exit
+	if err != nil || len(cmdline) == 0 {
+		return pid // gone, or a zombie: waitServer reports whether it recorded its exit
 	}
 	if !strings.Contains(string(cmdline), "\x00"+backing+"\x00") {
 		return 0
