@@ -271,7 +271,9 @@ func serve(c *cli.Context, backing, mnt string, note *notifier) (err error) {
 		return err
 	}
 	logger.Info("mounted", "backing", backing, "mountpoint", mnt, "pid", os.Getpid(), "version", versionString(),
-		"options", strings.Join(kernelMountOptions(c), ","), "took", time.Since(start).Round(time.Millisecond))
+		"options", strings.Join(kernelMountOptions(c), ","), "accel", c.String("accel"), "algo_flag", c.String("algo"),
+		"level_flag", c.Int("level"), "commit_interval", c.Duration("commit-interval"), "writeback", c.Bool("writeback"),
+		"took", time.Since(start).Round(time.Millisecond))
 	rec := newServerRecord(backing, logger)
 	note.send("ok")
 	if c.Int("notify-fd") == 0 {

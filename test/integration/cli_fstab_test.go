@@ -76,9 +76,9 @@ func TestCLIFstabTypeFuseAccelfs(t *testing.T) {
 	wantContent(t, m.path("f"), text(256<<10, 'z'))
 }
 
-// TestCLIFstabHashSource: an fstab line of type fuse with the source
-// "/path/to/accelfs#BACKING" (mount.fuse3 runs the part before # with the
-// rest as source), with -o ro.
+// TestCLIFstabHashSource: an fstab line (in a file given to mount -T) of
+// type fuse with the source "/path/to/accelfs#BACKING" (mount.fuse3 runs
+// the part before # with the rest as source), with ro.
 func TestCLIFstabHashSource(t *testing.T) {
 	requireMountFuse(t)
 	bindir, backing, mnt := t.TempDir(), t.TempDir(), t.TempDir()
@@ -89,9 +89,14 @@ func TestCLIFstabHashSource(t *testing.T) {
 	m.unmount(t)
 
 	detachAtCleanup(t, mnt)
-	out, err := exec.Command("mount", "-t", "fuse", bin+"#"+backing, mnt, "-o", "ro,accel="+accelMode()+",nofail").CombinedOutput()
+	fstab := filepath.Join(t.TempDir(), "fstab")
+	line := fmt.Sprintf("%s#%s %s fuse ro,accel=%s,noauto,nofail,_netdev,x-systemd.automount 0 0\n", bin, backing, mnt, accelMode())
+	if err := os.WriteFile(fstab, []byte(line), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("mount", "-T", fstab, mnt).CombinedOutput()
 	if err != nil {
-		t.Fatalf("mount -t fuse %s#%s: %v\n%s", bin, backing, err, out)
+		t.Fatalf("mount -T %s %s (%s): %v\n%s", fstab, mnt, line, err, out)
 	}
 	wantContent(t, filepath.Join(mnt, "kept"), []byte("read-only view"))
 	if err := os.WriteFile(filepath.Join(mnt, "new"), []byte("x"), 0o644); !errors.Is(err, syscall.EROFS) {
