@@ -56,48 +56,53 @@ Examples:
    accelfs mount --algo zstd --level 3 /srv/store /mnt/data
    accelfs mount --block-size 64K --foreground /srv/new-store /mnt/data
    accelfs mount -o ro --allow-other /srv/store /mnt/data`,
-		Flags: flags,
-		Action: func(c *cli.Context) (err error) {
-			var note notifier
-			if fd := c.Int("notify-fd"); fd > 0 {
-				note.f = os.NewFile(uintptr(fd), "notify")
-			}
-			defer func() {
-				if err != nil {
-					note.send(encodeResult(err)) // no-op once sent
-				}
-			}()
-			if err := needArgs(c, 2); err != nil {
-				return err
-			}
-			backing, err := resolveDir("backing directory", c.Args().Get(0))
-			if err != nil {
-				return err
-			}
-			mnt, err := resolveDir("mountpoint", c.Args().Get(1))
-			if err != nil {
-				return err
-			}
-			if _, err := storeOptions(c); err != nil { // validate before forking
-				return err
-			}
-			if err := checkLogPath(c); err != nil {
-				return err
-			}
-			if c.Int("notify-fd") == 0 { // the parent checked already
-				if err := checkMountGuards(backing, mnt, splitOptions(c.StringSlice("o"))); err != nil {
-					return err
-				}
-				if err := checkFUSEDevice(); err != nil {
-					return err
-				}
-			}
-			if !c.Bool("foreground") {
-				return daemonize(c, args, backing, mnt)
-			}
-			return serve(c, backing, mnt, &note)
-		},
+		Flags:  flags,
+		Action: func(c *cli.Context) error { return mountAction(c, args) },
 	}
+}
+
+// mountAction checks everything it can before the server starts (same
+// errors in both modes), then serves here or starts the background server.
+// A server started by a parent reports its result on --notify-fd.
+func mountAction(c *cli.Context, args []string) (err error) {
+	var note notifier
+	if fd := c.Int("notify-fd"); fd > 0 {
+		note.f = os.NewFile(uintptr(fd), "notify")
+	}
+	defer func() {
+		if err != nil {
+			note.send(encodeResult(err)) // no-op once sent
+		}
+	}()
+	if err := needArgs(c, 2); err != nil {
+		return err
+	}
+	backing, err := resolveDir("backing directory", c.Args().Get(0))
+	if err != nil {
+		return err
+	}
+	mnt, err := resolveDir("mountpoint", c.Args().Get(1))
+	if err != nil {
+		return err
+	}
+	if _, err := storeOptions(c); err != nil { // validate before forking
+		return err
+	}
+	if err := checkLogPath(c); err != nil {
+		return err
+	}
+	if c.Int("notify-fd") == 0 { // the parent checked already
+		if err := checkMountGuards(backing, mnt, splitOptions(c.StringSlice("o"))); err != nil {
+			return err
+		}
+		if err := checkFUSEDevice(); err != nil {
+			return err
+		}
+	}
+	if !c.Bool("foreground") {
+		return daemonize(c, args, backing, mnt)
+	}
+	return serve(c, backing, mnt, &note)
 }
 
 // daemonize re-executes this binary as `mount --foreground --notify-fd 3
@@ -232,16 +237,11 @@ func serve(c *cli.Context, backing, mnt string, note *notifier) (err error) {
 			logger.Info("server exits", "code", 0, "uptime", time.Since(start).Round(time.Millisecond))
 		}
 	}()
-	if p := c.String("cpuprofile"); p != "" {
-		f, err := os.Create(p)
-		if err != nil {
-			return err
-		}
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return err
-		}
-		defer func() { pprof.StopCPUProfile(); f.Close() }()
+	stopProfile, err := startProfile(c.String("cpuprofile"))
+	if err != nil {
+		return err
 	}
+	defer stopProfile()
 
 	sopts, err := storeOptions(c)
 	if err != nil {
@@ -283,6 +283,22 @@ func serve(c *cli.Context, backing, mnt string, note *notifier) (err error) {
 	sdNotify("STOPPING=1")
 	rec.exit(err)
 	return err
+}
+
+// startProfile starts the hidden --cpuprofile diagnostics ("" = off).
+func startProfile(p string) (stop func(), err error) {
+	if p == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(p)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }
 
 // kernelMountOptions are the -o options for the kernel: nonempty is ours.
