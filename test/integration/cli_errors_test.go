@@ -56,6 +56,17 @@ func TestCLIMountErrorsAsUser(t *testing.T) {
 		if mounted(mnt) {
 			t.Errorf("%s: mounted", mode)
 		}
+		if mode == "background" { // fusermount3's stderr is a log record too
+			log := readFile(filepath.Join(backing, ".accelfs", "mount.log"))
+			if !strings.Contains(log, "src=stderr") || !strings.Contains(log, "fusermount3") {
+				t.Errorf("fusermount3's line is not a record of the server's log:\n%s", log)
+			}
+			for _, l := range strings.Split(strings.TrimSpace(log), "\n") {
+				if !strings.HasPrefix(l, "time=") {
+					t.Errorf("log line not in the slog text format: %q", l)
+				}
+			}
+		}
 	}
 	if codes["background"] != codes["foreground"] {
 		t.Errorf("exit codes differ: background %d, foreground %d", codes["background"], codes["foreground"])
