@@ -29,6 +29,9 @@ func resolveDir(role, p string) (string, error) {
 	if errors.Is(err, os.ErrNotExist) {
 		return "", usagef("%s %s: no such directory", role, abs)
 	}
+	if errors.Is(err, syscall.ENOTCONN) {
+		return "", usagef("%s %s: a FUSE mount whose server is gone is still attached there; run: accelfs umount %s", role, abs, abs)
+	}
 	if err != nil {
 		return "", usagef("%s %s: %v", role, abs, err)
 	}
