@@ -347,7 +347,7 @@ func serveUntilDone(srv *accelfs.Server, store *blockstore.Store, logger *slog.L
 	closeStore := func() error {
 		t := time.Now()
 		if err := store.Close(); err != nil {
-			return fmt.Errorf("final commit failed, changes since the last commit are lost: closing the store: %w", err)
+			return fmt.Errorf("final commit failed, changes since the last commit may be lost: closing the store: %w", err)
 		}
 		logger.Info("store closed (final commit done)", "took", time.Since(t).Round(time.Millisecond))
 		return nil

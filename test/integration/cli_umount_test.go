@@ -1,9 +1,12 @@
 package integration
 
 import (
+	"crypto/rand"
+	"errors"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 
@@ -86,7 +89,70 @@ func TestCLIUmountServerKilled(t *testing.T) {
 	wantCode(t, "clean umount", out, code, 0)
 	if b, err := os.ReadFile(filepath.Join(backing, ".accelfs", "mount.exit")); err != nil {
 		t.Errorf("exit record: %v", err)
-	} else if want := " ok\n"; len(b) < len(want) || string(b[len(b)-len(want):]) != want {
-		t.Errorf("exit record %q, want ...%q", b, want)
+	} else if rec := strings.TrimSpace(string(b)); !strings.HasSuffix(rec, " ok") {
+		t.Errorf("exit record %q, want PID ok", rec)
 	}
+}
+
+// TestCLIUmountFailedCommit (issue 9 item 7): when the final commit fails
+// (the backing filesystem is full), umount exits non-zero with the reason;
+// it exits 0 only when the data was committed.
+func TestCLIUmountFailedCommit(t *testing.T) {
+	requireFUSE(t)
+	backing, mnt := t.TempDir(), t.TempDir()
+	if err := unix.Mount("tmpfs", backing, "tmpfs", 0, "size=8m"); err != nil {
+		t.Fatalf("mount tmpfs: %v", err)
+	}
+	t.Cleanup(func() { unix.Unmount(backing, unix.MNT_DETACH) })
+	cliMount(t, "", mnt, "--commit-interval=0", backing, mnt)
+	data := randomBytes(3 << 20)
+	writeFile(t, filepath.Join(mnt, "f"), data) // not fsync'ed: committed at unmount
+	fillUp(t, filepath.Join(backing, "filler"))
+	out, code := cliRun(t, "", "umount", mnt)
+	os.Remove(filepath.Join(backing, "filler"))
+	// Whether the server's final commit failed is in its log (an ERROR
+	// record about closing the store); umount must agree with it.
+	failed := false
+	for _, l := range strings.Split(readFile(filepath.Join(backing, ".accelfs", "mount.log")), "\n") {
+		failed = failed || strings.Contains(l, "level=ERROR") && strings.Contains(l, "closing the store")
+	}
+	if failed || code != 0 {
+		if !failed {
+			t.Errorf("umount exit %d but the server logged no failed commit:\n%s", code, out)
+		}
+		wantCode(t, "umount after a failed final commit", out, code, 1, "final commit failed", "no space")
+		return
+	}
+	// umount said 0: the data must be there.
+	mnt2 := t.TempDir()
+	cliMount(t, "", mnt2, backing, mnt2)
+	wantContent(t, filepath.Join(mnt2, "f"), data)
+	if out, code := cliRun(t, "", "umount", mnt2); code != 0 {
+		t.Fatalf("umount: %s", out)
+	}
+}
+
+// fillUp writes zeros to p until its filesystem is full.
+func fillUp(t *testing.T, p string) {
+	t.Helper()
+	f, err := os.Create(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	buf := make([]byte, 64<<10)
+	for {
+		if _, err := f.Write(buf); err != nil {
+			if !errors.Is(err, syscall.ENOSPC) {
+				t.Fatalf("fill %s: %v", p, err)
+			}
+			return
+		}
+	}
+}
+
+func randomBytes(n int) []byte {
+	b := make([]byte, n)
+	rand.Read(b)
+	return b
 }
