@@ -231,6 +231,9 @@ func serve(c *cli.Context, backing, mnt string, note *notifier) (err error) {
 	defer closeLog()
 	slog.SetDefault(logger) // the engine and the store log through it too
 	defer func() {
+		if errors.Is(err, blockstore.ErrLocked) && codeOf(err) == 0 {
+			err = withCode(exitStoreBusy, fmt.Errorf("%s is served by another accelfs process (mounted elsewhere?): %w", backing, err))
+		}
 		if err != nil {
 			logger.Error("server exits", "err", err, "code", exitCodeFor(err), "uptime", time.Since(start).Round(time.Millisecond))
 		} else {
@@ -258,16 +261,18 @@ func serve(c *cli.Context, backing, mnt string, note *notifier) (err error) {
 	sopts.Compressor, sopts.Logger = comp, logger
 	store, err := blockstore.Open(backing, sopts)
 	if err != nil {
-		if errors.Is(err, blockstore.ErrLocked) {
-			return withCode(exitStoreBusy, fmt.Errorf("%s is served by another accelfs process (mounted elsewhere?): %w", backing, err))
-		}
 		return err
+	}
+	closeStore := func() error {
+		if err := store.Close(); err != nil {
+			logger.Error("closing the store", "err", err)
+			return fmt.Errorf("closing the store: %w", err)
+		}
+		return nil
 	}
 	srv, err := mountStore(c, backing, mnt, store, metrics, logger)
 	if err != nil {
-		if cerr := store.Close(); cerr != nil {
-			logger.Error("closing the store", "err", cerr)
-		}
+		closeStore()
 		return err
 	}
 	logger.Info("mounted", "backing", backing, "mountpoint", mnt, "pid", os.Getpid(), "version", versionString(),
