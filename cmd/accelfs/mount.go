@@ -22,7 +22,7 @@ import (
 func mountCommand(args []string) *cli.Command {
 	flags := []cli.Flag{
 		&cli.BoolFlag{Name: "foreground", Aliases: []string{"f"}, Usage: "stay attached: serve in this process until unmounted or signalled"},
-		&cli.StringSliceFlag{Name: "o", Usage: "extra mount options, comma separated (e.g. -o ro); allow_other also sets --allow-other"},
+		&cli.StringSliceFlag{Name: "o", Usage: "mount options, comma separated, also after the arguments: accelfs's own (algo=, level=, accel=, block-size=, commit-interval=, writeback, nonempty, ...) and kernel ones (ro, noexec, ...); fstab-only ones are dropped (docs/cli.md)"},
 		algoFlag(), levelFlag(), blockSizeFlag(), commitIntervalFlag(),
 	}
 	flags = append(flags, accelFlags()...)
