@@ -29,6 +29,9 @@ func resolveDir(role, p string) (string, error) {
 	if errors.Is(err, os.ErrNotExist) {
 		return "", usagef("%s %s: no such directory", role, abs)
 	}
+	if errors.Is(err, syscall.ENOTCONN) {
+		return "", usagef("%s %s: a FUSE mount whose server is gone is still attached there; run: accelfs umount %s", role, abs, abs)
+	}
 	if err != nil {
 		return "", usagef("%s %s: %v", role, abs, err)
 	}
@@ -77,7 +80,10 @@ func isEmptyDir(dir string) (bool, error) {
 // topMount is the top-most mount at mountpoint (the one a path lookup
 // reaches when several are stacked), or nil when none is.
 func topMount(mountpoint string) (*mountinfo.Info, error) {
-	l, err := mountinfo.GetMounts(mountinfo.SingleEntryFilter(mountpoint))
+	// Not mountinfo.SingleEntryFilter: it stops at the first (lowest) entry.
+	l, err := mountinfo.GetMounts(func(m *mountinfo.Info) (skip, stop bool) {
+		return m.Mountpoint != mountpoint, false
+	})
 	if err != nil || len(l) == 0 {
 		return nil, err
 	}

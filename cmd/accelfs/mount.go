@@ -22,7 +22,7 @@ import (
 func mountCommand(args []string) *cli.Command {
 	flags := []cli.Flag{
 		&cli.BoolFlag{Name: "foreground", Aliases: []string{"f"}, Usage: "stay attached: serve in this process until unmounted or signalled"},
-		&cli.StringSliceFlag{Name: "o", Usage: "extra mount options, comma separated (e.g. -o ro); allow_other also sets --allow-other"},
+		&cli.StringSliceFlag{Name: "o", Usage: "mount options, comma separated, also after the arguments: accelfs's own (algo=, level=, accel=, block-size=, commit-interval=, writeback, nonempty, ...) and kernel ones (ro, noexec, ...); fstab-only ones are dropped (docs/cli.md)"},
 		algoFlag(), levelFlag(), blockSizeFlag(), commitIntervalFlag(),
 	}
 	flags = append(flags, accelFlags()...)
@@ -56,48 +56,53 @@ Examples:
    accelfs mount --algo zstd --level 3 /srv/store /mnt/data
    accelfs mount --block-size 64K --foreground /srv/new-store /mnt/data
    accelfs mount -o ro --allow-other /srv/store /mnt/data`,
-		Flags: flags,
-		Action: func(c *cli.Context) (err error) {
-			var note notifier
-			if fd := c.Int("notify-fd"); fd > 0 {
-				note.f = os.NewFile(uintptr(fd), "notify")
-			}
-			defer func() {
-				if err != nil {
-					note.send(encodeResult(err)) // no-op once sent
-				}
-			}()
-			if err := needArgs(c, 2); err != nil {
-				return err
-			}
-			backing, err := resolveDir("backing directory", c.Args().Get(0))
-			if err != nil {
-				return err
-			}
-			mnt, err := resolveDir("mountpoint", c.Args().Get(1))
-			if err != nil {
-				return err
-			}
-			if _, err := storeOptions(c); err != nil { // validate before forking
-				return err
-			}
-			if err := checkLogPath(c); err != nil {
-				return err
-			}
-			if c.Int("notify-fd") == 0 { // the parent checked already
-				if err := checkMountGuards(backing, mnt, splitOptions(c.StringSlice("o"))); err != nil {
-					return err
-				}
-				if err := checkFUSEDevice(); err != nil {
-					return err
-				}
-			}
-			if !c.Bool("foreground") {
-				return daemonize(c, args, backing, mnt)
-			}
-			return serve(c, backing, mnt, &note)
-		},
+		Flags:  flags,
+		Action: func(c *cli.Context) error { return mountAction(c, args) },
 	}
+}
+
+// mountAction checks everything it can before the server starts (same
+// errors in both modes), then serves here or starts the background server.
+// A server started by a parent reports its result on --notify-fd.
+func mountAction(c *cli.Context, args []string) (err error) {
+	var note notifier
+	if fd := c.Int("notify-fd"); fd > 0 {
+		note.f = os.NewFile(uintptr(fd), "notify")
+	}
+	defer func() {
+		if err != nil {
+			note.send(encodeResult(err)) // no-op once sent
+		}
+	}()
+	if err := needArgs(c, 2); err != nil {
+		return err
+	}
+	backing, err := resolveDir("backing directory", c.Args().Get(0))
+	if err != nil {
+		return err
+	}
+	mnt, err := resolveDir("mountpoint", c.Args().Get(1))
+	if err != nil {
+		return err
+	}
+	if _, err := storeOptions(c); err != nil { // validate before forking
+		return err
+	}
+	if err := checkLogPath(c); err != nil {
+		return err
+	}
+	if c.Int("notify-fd") == 0 { // the parent checked already
+		if err := checkMountGuards(backing, mnt, splitOptions(c.StringSlice("o"))); err != nil {
+			return err
+		}
+		if err := checkFUSEDevice(); err != nil {
+			return err
+		}
+	}
+	if !c.Bool("foreground") {
+		return daemonize(c, args, backing, mnt)
+	}
+	return serve(c, backing, mnt, &note)
 }
 
 // daemonize re-executes this binary as `mount --foreground --notify-fd 3
@@ -226,22 +231,20 @@ func serve(c *cli.Context, backing, mnt string, note *notifier) (err error) {
 	defer closeLog()
 	slog.SetDefault(logger) // the engine and the store log through it too
 	defer func() {
+		if errors.Is(err, blockstore.ErrLocked) && codeOf(err) == 0 {
+			err = withCode(exitStoreBusy, fmt.Errorf("%s is served by another accelfs process (mounted elsewhere?): %w", backing, err))
+		}
 		if err != nil {
 			logger.Error("server exits", "err", err, "code", exitCodeFor(err), "uptime", time.Since(start).Round(time.Millisecond))
 		} else {
 			logger.Info("server exits", "code", 0, "uptime", time.Since(start).Round(time.Millisecond))
 		}
 	}()
-	if p := c.String("cpuprofile"); p != "" {
-		f, err := os.Create(p)
-		if err != nil {
-			return err
-		}
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return err
-		}
-		defer func() { pprof.StopCPUProfile(); f.Close() }()
+	stopProfile, err := startProfile(c.String("cpuprofile"))
+	if err != nil {
+		return err
 	}
+	defer stopProfile()
 
 	sopts, err := storeOptions(c)
 	if err != nil {
@@ -261,21 +264,25 @@ func serve(c *cli.Context, backing, mnt string, note *notifier) (err error) {
 	}
 	store, err := blockstore.Open(backing, sopts)
 	if err != nil {
-		if errors.Is(err, blockstore.ErrLocked) {
-			return withCode(exitStoreBusy, fmt.Errorf("%s is served by another accelfs process (mounted elsewhere?): %w", backing, err))
-		}
 		return err
 	}
 	expectAlgo(comp, store.Stats().Algo) // a device that cannot run it says so
+	closeStore := func() error {
+		if err := store.Close(); err != nil {
+			logger.Error("closing the store", "err", err)
+			return fmt.Errorf("closing the store: %w", err)
+		}
+		return nil
+	}
 	srv, err := mountStore(c, backing, mnt, store, metrics, logger)
 	if err != nil {
-		if cerr := store.Close(); cerr != nil {
-			logger.Error("closing the store", "err", cerr)
-		}
+		closeStore()
 		return err
 	}
 	logger.Info("mounted", "backing", backing, "mountpoint", mnt, "pid", os.Getpid(), "version", versionString(),
-		"options", strings.Join(kernelMountOptions(c), ","), "took", time.Since(start).Round(time.Millisecond))
+		"options", strings.Join(kernelMountOptions(c), ","), "accel", c.String("accel"), "algo_flag", c.String("algo"),
+		"level_flag", c.Int("level"), "commit_interval", c.Duration("commit-interval"), "writeback", c.Bool("writeback"),
+		"took", time.Since(start).Round(time.Millisecond))
 	rec := newServerRecord(backing, logger)
 	note.send("ok")
 	if c.Int("notify-fd") == 0 {
@@ -285,6 +292,22 @@ func serve(c *cli.Context, backing, mnt string, note *notifier) (err error) {
 	sdNotify("STOPPING=1")
 	rec.exit(err)
 	return err
+}
+
+// startProfile starts the hidden --cpuprofile diagnostics ("" = off).
+func startProfile(p string) (stop func(), err error) {
+	if p == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(p)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }
 
 // kernelMountOptions are the -o options for the kernel: nonempty is ours.
@@ -333,7 +356,7 @@ func serveUntilDone(srv *accelfs.Server, store *blockstore.Store, logger *slog.L
 	closeStore := func() error {
 		t := time.Now()
 		if err := store.Close(); err != nil {
-			return fmt.Errorf("final commit failed, changes since the last commit are lost: closing the store: %w", err)
+			return fmt.Errorf("final commit failed, changes since the last commit may be lost: closing the store: %w", err)
 		}
 		logger.Info("store closed (final commit done)", "took", time.Since(t).Round(time.Millisecond))
 		return nil

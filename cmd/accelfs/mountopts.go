@@ -42,7 +42,7 @@ var kernelOptions = []string{"ro", "nodev", "nosuid", "noexec", "sync", "dirsync
 // droppedOptions are generic mount(8)/fstab options that mean nothing to a
 // FUSE mount, or that fusermount3 rejects; they are dropped. dev, suid and
 // exec are dropped too: mount.fuse3 adds dev,suid to every mount, and an
-// accelfs mount stays nodev,nosuid (say exec/noexec explicitly if wanted).
+// accelfs mount stays nodev,nosuid (exec is the default; noexec is kept).
 var droppedOptions = []string{"defaults", "auto", "noauto", "user", "users", "nouser", "owner",
 	"group", "nofail", "_netdev", "rw", "dev", "suid", "exec", "async", "atime", "noatime",
 	"relatime", "norelatime", "strictatime", "nostrictatime", "diratime", "nodiratime",
@@ -69,8 +69,6 @@ func mapOptions(list string) (flags, keep []string, err error) {
 		case slices.Contains(kernelOptions, o):
 			keep = append(keep, o)
 		case slices.Contains(droppedOptions, o) || hasAnyPrefix(o, droppedPrefixes):
-		case name == "noexec" || name == "exec":
-			keep = append(keep, o)
 		default:
 			return nil, nil, usagef("-o %s: unknown mount option; accelfs takes algo=, level=, accel=, block-size=, commit-interval=, log=, log-format=, log-level=, writeback, no-xattrs, allow_other, debug, nonempty, and the kernel options %s (see docs/cli.md)",
 				o, strings.Join(kernelOptions[:len(kernelOptions)-1], ","))

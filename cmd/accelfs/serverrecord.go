@@ -15,10 +15,10 @@ import (
 )
 
 // The server's records in BACKING/.accelfs, read by `accelfs umount`:
-// mount.pid holds the pid while the server runs; mount.exit, written when
-// it exits, says "PID ok" or "PID error: REASON". A server that dies
-// without writing mount.exit was killed or crashed before its final
-// commit, and umount says so.
+// mount.pid holds the pid while the server runs; mount.exit says "PID
+// running" while it runs and "PID ok" or "PID error: REASON" after it
+// exits. A server that dies leaving "running" was killed or crashed before
+// its final commit, and umount says so.
 
 // pidFile is where a server records its pid (BACKING/.accelfs/mount.pid).
 func pidFile(backing string) string {
@@ -30,14 +30,24 @@ func exitFile(backing string) string {
 	return filepath.Join(backing, blockstore.MetaDir, "mount.exit")
 }
 
-// writeRecord replaces a record file without following a symlink planted
-// in its place.
+// recordSize is the size of mount.exit: it is written at mount time, padded,
+// so that the final status overwrites blocks already allocated and can be
+// written when the backing filesystem is full (a common reason for a
+// failed final commit).
+const recordSize = 1024
+
+// writeRecord writes a record file in place (no truncation: see
+// recordSize), padded with spaces, without following a symlink planted in
+// its place.
 func writeRecord(p, content string) error {
-	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|syscall.O_NOFOLLOW, 0o644)
+	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|syscall.O_NOFOLLOW, 0o644)
 	if err != nil {
 		return err
 	}
-	_, err = f.WriteString(content)
+	if len(content) > recordSize-1 {
+		content = content[:recordSize-2] + "\n"
+	}
+	_, err = f.WriteAt([]byte(content+strings.Repeat(" ", recordSize-len(content))), 0)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
@@ -51,7 +61,9 @@ type serverRecord struct {
 }
 
 func newServerRecord(backing string, log *slog.Logger) *serverRecord {
-	os.Remove(exitFile(backing))
+	if err := writeRecord(exitFile(backing), fmt.Sprintf("%d running\n", os.Getpid())); err != nil {
+		log.Warn("cannot write the exit record; umount will not know how this server ended", "err", err)
+	}
 	if err := writeRecord(pidFile(backing), strconv.Itoa(os.Getpid())+"\n"); err != nil {
 		log.Warn("cannot write the pid file; umount will not wait for this server", "err", err)
 	}
@@ -78,7 +90,7 @@ func readExitRecord(backing string, pid int) (found bool, err error) {
 		return false, nil
 	}
 	p, msg, _ := strings.Cut(strings.TrimSpace(string(b)), " ")
-	if n, _ := strconv.Atoi(p); n != pid {
+	if n, _ := strconv.Atoi(p); n != pid || msg == "running" {
 		return false, nil
 	}
 	if msg == "ok" {

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"syscall"
@@ -14,6 +16,7 @@ import (
 	"github.com/urfave/cli/v2"
 	"golang.org/x/sys/unix"
 
+	"github.com/accelfs/accelfs/blockstore"
 	accelfs "github.com/accelfs/accelfs/fs"
 )
 
@@ -66,8 +69,14 @@ func readStats(mnt string) ([]byte, error) {
 			buf = make([]byte, 4*len(buf))
 			continue
 		}
+		if errors.Is(err, syscall.ENOENT) {
+			return nil, usagef("%s: no such file or directory", mnt)
+		}
 		if errors.Is(err, syscall.ENODATA) || errors.Is(err, syscall.ENOTSUP) {
-			return nil, fmt.Errorf("%s is not an accelfs mount (no %s attribute)", mnt, accelfs.StatsXattr)
+			if fi, serr := os.Lstat(filepath.Join(mnt, blockstore.MetaDir)); serr == nil && fi.IsDir() {
+				return nil, notMounted(mnt, "stats") // a backing directory: say where it is mounted
+			}
+			return nil, usagef("%s is not an accelfs mount (no %s attribute)", mnt, accelfs.StatsXattr)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("read stats of %s: %w", mnt, err)

@@ -71,7 +71,7 @@ func findAccelfsMount(arg string) (string, *mountinfo.Info, error) {
 		return "", nil, fmt.Errorf("read the mount table: %w", err)
 	}
 	if top == nil {
-		return "", nil, notMounted(mnt)
+		return "", nil, notMounted(mnt, "umount")
 	}
 	if top.FSType != "fuse.accelfs" {
 		return "", nil, usagef("%s is a %s mount (from %s), not an accelfs mount; accelfs umount leaves it alone (use umount(8))", mnt, top.FSType, top.Source)
@@ -97,9 +97,10 @@ func resolveMaybeDead(p string) (string, error) {
 	return filepath.Join(dir, filepath.Base(abs)), nil
 }
 
-// notMounted explains why path is not something to unmount: it may be a
-// backing directory (then: where is it mounted), or nothing mounted.
-func notMounted(path string) error {
+// notMounted explains why path is not a mount for command cmd (umount,
+// stats): it may be a backing directory (then: where is it mounted), or
+// nothing mounted.
+func notMounted(path, cmd string) error {
 	fi, err := os.Lstat(filepath.Join(path, blockstore.MetaDir))
 	if err != nil || !fi.IsDir() {
 		return usagef("%s is not mounted", path)
@@ -117,7 +118,7 @@ func notMounted(path string) error {
 	if len(at) == 0 {
 		return usagef("%s is an accelfs store (a backing directory) and is not mounted", path)
 	}
-	return usagef("%s is the backing directory of the accelfs mount at %s; run: accelfs umount %s", path, strings.Join(at, ", "), at[0])
+	return usagef("%s is the backing directory of the accelfs mount at %s; run: accelfs %s %s", path, strings.Join(at, ", "), cmd, at[0])
 }
 
 // serverPid is the pid of the server of the store in backing, checked
@@ -129,8 +130,8 @@ func serverPid(backing string) int {
 		return 0
 	}
 	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	if err != nil {
-		return pid // gone: waitServer reports whether it recorded its exit
+	if err != nil || len(cmdline) == 0 {
+		return pid // gone, or a zombie: waitServer reports whether it recorded its exit
 	}
 	if !strings.Contains(string(cmdline), "\x00"+backing+"\x00") {
 		return 0

@@ -114,6 +114,13 @@ func TestCLIMountGuards(t *testing.T) {
 	if at := mountsOf(other); len(at) != 0 {
 		t.Errorf("second store mounted at %v", at)
 	}
+	// The same store twice: exit 7 (served by another process), in both modes.
+	for _, fg := range []string{"--foreground=false", "--foreground"} {
+		twice := mk("twice" + fg)
+		detachAtCleanup(t, twice)
+		out, code = cliRun(t, "", "mount", fg, "--accel="+accelMode(), store2, twice)
+		wantCode(t, "store mounted twice "+fg, out, code, 7, "served by another accelfs process")
+	}
 	if out, code := cliRun(t, "", "umount", full); code != 0 {
 		t.Fatalf("umount: exit %d\n%s", code, out)
 	}
