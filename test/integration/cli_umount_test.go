@@ -129,4 +129,3 @@ func TestCLIUmountFailedCommit(t *testing.T) {
 		t.Fatalf("umount: %s", out)
 	}
 }
-
