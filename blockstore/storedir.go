@@ -142,6 +142,14 @@ func checkMetaDir(meta *os.File) error {
 // openAt opens name inside the meta directory without following a symlink;
 // it must be a regular file (O_NONBLOCK keeps a planted FIFO from blocking
 // the open; it means nothing for regular files).
+// OpenInDir opens name relative to the directory dir with O_NOFOLLOW and
+// requires a regular file: for files kept next to the store's own (the
+// mount log, also under --log), where a planted symlink must not redirect
+// a root server's writes.
+func OpenInDir(dir *os.File, name string, flag int, perm os.FileMode) (*os.File, error) {
+	return openAt(dir, name, flag, perm)
+}
+
 func openAt(meta *os.File, name string, flag int, perm os.FileMode) (*os.File, error) {
 	fd, err := unix.Openat(int(meta.Fd()), name, flag|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, uint32(perm.Perm()))
 	if err != nil {
@@ -210,23 +218,18 @@ func notStoreError(dir string, state storeState) error {
 		ErrNotStore, dir, MetaDir, formatName)
 }
 
-// OpenMetaFile opens a file of the store's own directory (BACKING/.accelfs)
-// the safe way: relative to the backing root, the directory checked
-// (owner, mode, not a symlink), the file opened with O_NOFOLLOW and
-// required to be a regular file. With os.O_CREATE in flag, .accelfs is
-// created when missing, but only in a store or an empty directory (never in
-// a directory that is neither: ErrNotStore). For the mount log and the
-// mount pid file of cmd/accelfs.
-func OpenMetaFile(backingDir, name string, flag int, perm os.FileMode) (*os.File, error) {
-	if strings.ContainsRune(name, '/') || name == "" || name == "." || name == ".." {
-		return nil, fmt.Errorf("%w: meta file name %q", ErrInvalid, name)
-	}
+// OpenMetaDir opens the store's own directory (BACKING/.accelfs) the safe
+// way: relative to the backing root, not through a symlink, and checked
+// (owner, mode). With create, .accelfs is created when missing, but only in
+// a store or an empty directory (never in a directory that is neither:
+// ErrNotStore). cmd/accelfs keeps its own files (the mount log, pid and
+// exit records) relative to the returned directory.
+func OpenMetaDir(backingDir string, create bool) (*os.File, error) {
 	root, err := openRoot(backingDir)
 	if err != nil {
 		return nil, err
 	}
 	defer root.Close()
-	create := flag&os.O_CREATE != 0
 	if create {
 		state, err := probeStore(root)
 		if err != nil {
@@ -236,7 +239,17 @@ func OpenMetaFile(backingDir, name string, flag int, perm os.FileMode) (*os.File
 			return nil, notStoreError(backingDir, state)
 		}
 	}
-	meta, err := openMetaDir(root, create)
+	return openMetaDir(root, create)
+}
+
+// OpenMetaFile opens a file of the store's own directory (OpenMetaDir) with
+// O_NOFOLLOW and requires it to be a regular file. os.O_CREATE in flag
+// creates .accelfs as OpenMetaDir does with create.
+func OpenMetaFile(backingDir, name string, flag int, perm os.FileMode) (*os.File, error) {
+	if strings.ContainsRune(name, '/') || name == "" || name == "." || name == ".." {
+		return nil, fmt.Errorf("%w: meta file name %q", ErrInvalid, name)
+	}
+	meta, err := OpenMetaDir(backingDir, flag&os.O_CREATE != 0)
 	if err != nil {
 		return nil, err
 	}

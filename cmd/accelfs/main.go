@@ -11,6 +11,8 @@ import (
 	"strings"
 
 	"github.com/urfave/cli/v2"
+
+	"github.com/accelfs/accelfs/blockstore"
 )
 
 // Exit codes.
@@ -51,7 +53,7 @@ func exitCodeFor(err error) int {
 		return exitOK
 	case codeOf(err) != 0:
 		return codeOf(err)
-	case errors.As(err, &ue):
+	case errors.As(err, &ue), errors.Is(err, blockstore.ErrNotStore):
 		return exitUsage
 	case errors.Is(err, errDamaged):
 		return exitDamaged

@@ -11,7 +11,6 @@ import (
 	"runtime/debug"
 	"strings"
 	"sync"
-	"syscall"
 
 	"github.com/dustin/go-humanize"
 	"github.com/urfave/cli/v2"
@@ -101,31 +100,32 @@ func checkLogPath(c *cli.Context) error {
 	return nil
 }
 
-// cappedFile is an append-only log file that is rotated to PATH.1 when a
-// write would take it past max bytes. Opened without following symlinks.
+// cappedFile is an append-only log file that is rotated to NAME.1 when a
+// write would take it past max bytes. It is opened and rotated relative to
+// its directory's descriptor, never through a symlink, so a swapped path
+// cannot redirect a root server's log.
 type cappedFile struct {
 	mu   sync.Mutex // guards f and size
-	path string
+	dir  *os.File   // the log's directory (owned: closed by Close)
+	name string
 	max  int64
 	f    *os.File
 	size int64
 }
 
-func openCapped(path string, max int64) (*cappedFile, error) {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE|syscall.O_NOFOLLOW, 0o600)
+func openCapped(dir *os.File, name string, max int64) (*cappedFile, error) {
+	f, err := blockstore.OpenInDir(dir, name, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
 	if err != nil {
+		dir.Close()
 		return nil, fmt.Errorf("open log: %w", err)
 	}
 	fi, err := f.Stat()
 	if err != nil {
 		f.Close()
+		dir.Close()
 		return nil, err
 	}
-	if !fi.Mode().IsRegular() {
-		f.Close()
-		return nil, fmt.Errorf("log %s is not a regular file", path)
-	}
-	c := &cappedFile{path: path, max: max, f: f, size: fi.Size()}
+	c := &cappedFile{dir: dir, name: name, max: max, f: f, size: fi.Size()}
 	debug.SetCrashOutput(f, debug.CrashOptions{}) // a fatal error's stack trace lands in the log
 	return c, nil
 }
@@ -141,13 +141,14 @@ func (c *cappedFile) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// rotate moves the file to PATH.1 and starts a new one; on failure it
+// rotate moves the file to NAME.1 and starts a new one; on failure it
 // keeps appending to the current file (losing no line).
 func (c *cappedFile) rotate() {
-	if err := os.Rename(c.path, c.path+".1"); err != nil {
+	dfd := int(c.dir.Fd())
+	if err := unix.Renameat(dfd, c.name, dfd, c.name+".1"); err != nil {
 		return
 	}
-	f, err := os.OpenFile(c.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o600)
+	f, err := blockstore.OpenInDir(c.dir, c.name, os.O_WRONLY|os.O_APPEND|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return // keep writing to the renamed file
 	}
@@ -160,7 +161,26 @@ func (c *cappedFile) Close() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	debug.SetCrashOutput(nil, debug.CrashOptions{})
+	c.dir.Close()
 	return c.f.Close()
+}
+
+// openLogDir opens the directory the log lives in: the store's own,
+// checked and created the way the store does (blockstore.OpenMetaDir: it
+// refuses a directory that is not a store), or --log's, which must exist.
+func openLogDir(c *cli.Context, backing string) (*os.File, error) {
+	if c.String("log") == "" {
+		d, err := blockstore.OpenMetaDir(backing, true)
+		if err != nil {
+			return nil, fmt.Errorf("log directory: %w", err)
+		}
+		return d, nil
+	}
+	abs, err := filepath.Abs(c.String("log"))
+	if err != nil {
+		return nil, err
+	}
+	return os.Open(filepath.Dir(abs))
 }
 
 // openLog sets up the server's logger: stderr in the foreground without
@@ -175,16 +195,15 @@ func openLog(c *cli.Context, backing string, background bool) (*slog.Logger, fun
 	if err := checkLogPath(c); err != nil {
 		return nil, nil, err
 	}
-	if c.String("log") == "" { // the default, in the store's directory
-		if err := os.Mkdir(filepath.Dir(p), 0o700); err != nil && !errors.Is(err, os.ErrExist) {
-			return nil, nil, fmt.Errorf("log directory: %w", err)
-		}
-	}
 	max, err := parseLogMax(c.String("log-max-size"))
 	if err != nil {
 		return nil, nil, err
 	}
-	f, err := openCapped(p, max)
+	dir, err := openLogDir(c, backing)
+	if err != nil {
+		return nil, nil, err
+	}
+	f, err := openCapped(dir, filepath.Base(p), max)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -12,7 +12,7 @@ import (
 // newest lines are kept (at most two files: older ones go).
 func TestCappedFile(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "x.log")
-	f, err := openCapped(p, 1000)
+	f, err := openCapped(mustOpenDir(t, filepath.Dir(p)), "x.log", 1000)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,13 +48,59 @@ func TestCappedFileRefusesSymlink(t *testing.T) {
 	if err := os.Symlink(target, p); err != nil {
 		t.Fatal(err)
 	}
-	if f, err := openCapped(p, 1<<20); err == nil {
+	if f, err := openCapped(mustOpenDir(t, dir), "mount.log", 1<<20); err == nil {
 		f.Close()
 		t.Fatal("opened a log through a symlink")
 	}
 	if b, _ := os.ReadFile(target); string(b) != "keep" {
 		t.Errorf("victim changed: %q", b)
 	}
+}
+
+// TestCappedFileRotatesInItsDirectory: rotation happens in the directory
+// the log was opened in, even after that directory's path was swapped for a
+// symlink to somewhere else (issue 9 item 3).
+func TestCappedFileRotatesInItsDirectory(t *testing.T) {
+	base := t.TempDir()
+	logDir, elsewhere := filepath.Join(base, "logs"), filepath.Join(base, "elsewhere")
+	for _, d := range []string{logDir, elsewhere} {
+		if err := os.Mkdir(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f, err := openCapped(mustOpenDir(t, logDir), "x.log", 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	moved := filepath.Join(base, "logs.moved")
+	if err := os.Rename(logDir, moved); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(elsewhere, logDir); err != nil {
+		t.Fatal(err)
+	}
+	line := []byte(strings.Repeat("l", 59) + "\n")
+	for i := 0; i < 3; i++ {
+		if _, err := f.Write(line); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.Close()
+	if ents, _ := os.ReadDir(elsewhere); len(ents) != 0 {
+		t.Errorf("rotation wrote through the swapped path: %v", ents)
+	}
+	if _, err := os.Stat(filepath.Join(moved, "x.log.1")); err != nil {
+		t.Errorf("no rotated file in the log's own directory: %v", err)
+	}
+}
+
+func mustOpenDir(t *testing.T, dir string) *os.File {
+	t.Helper()
+	d, err := os.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
 }
 
 func TestLogHandlerFor(t *testing.T) {

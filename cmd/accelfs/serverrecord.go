@@ -2,14 +2,14 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 
 	"github.com/coreos/go-systemd/v22/daemon"
+	"golang.org/x/sys/unix"
 
 	"github.com/accelfs/accelfs/blockstore"
 )
@@ -20,15 +20,13 @@ import (
 // exits. A server that dies leaving "running" was killed or crashed before
 // its final commit, and umount says so.
 
-// pidFile is where a server records its pid (BACKING/.accelfs/mount.pid).
-func pidFile(backing string) string {
-	return filepath.Join(backing, blockstore.MetaDir, "mount.pid")
-}
-
-// exitFile is where a server records how it ended.
-func exitFile(backing string) string {
-	return filepath.Join(backing, blockstore.MetaDir, "mount.exit")
-}
+// The record files, in the store's own directory; they are opened
+// through blockstore.OpenMetaFile (relative to the backing root, no
+// symlink followed, .accelfs checked), never by path.
+const (
+	pidName  = "mount.pid"  // the pid while the server runs
+	exitName = "mount.exit" // how the server ended
+)
 
 // recordSize is the size of mount.exit: it is written at mount time, padded,
 // so that the final status overwrites blocks already allocated and can be
@@ -39,8 +37,8 @@ const recordSize = 1024
 // writeRecord writes a record file in place (no truncation: see
 // recordSize), padded with spaces, without following a symlink planted in
 // its place.
-func writeRecord(p, content string) error {
-	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|syscall.O_NOFOLLOW, 0o644)
+func writeRecord(backing, name, content string) error {
+	f, err := blockstore.OpenMetaFile(backing, name, os.O_WRONLY|os.O_CREATE, 0o644)
 	if err != nil {
 		return err
 	}
@@ -61,10 +59,10 @@ type serverRecord struct {
 }
 
 func newServerRecord(backing string, log *slog.Logger) *serverRecord {
-	if err := writeRecord(exitFile(backing), fmt.Sprintf("%d running\n", os.Getpid())); err != nil {
+	if err := writeRecord(backing, exitName, fmt.Sprintf("%d running\n", os.Getpid())); err != nil {
 		log.Warn("cannot write the exit record; umount will not know how this server ended", "err", err)
 	}
-	if err := writeRecord(pidFile(backing), strconv.Itoa(os.Getpid())+"\n"); err != nil {
+	if err := writeRecord(backing, pidName, strconv.Itoa(os.Getpid())+"\n"); err != nil {
 		log.Warn("cannot write the pid file; umount will not wait for this server", "err", err)
 	}
 	return &serverRecord{backing, log}
@@ -76,16 +74,19 @@ func (r *serverRecord) exit(err error) {
 	if err != nil {
 		msg = "error: " + strings.ReplaceAll(err.Error(), "\n", " ")
 	}
-	if werr := writeRecord(exitFile(r.backing), fmt.Sprintf("%d %s\n", os.Getpid(), msg)); werr != nil {
+	if werr := writeRecord(r.backing, exitName, fmt.Sprintf("%d %s\n", os.Getpid(), msg)); werr != nil {
 		r.log.Warn("cannot write the exit record", "err", werr)
 	}
-	os.Remove(pidFile(r.backing))
+	if meta, err := blockstore.OpenMetaDir(r.backing, false); err == nil {
+		unix.Unlinkat(int(meta.Fd()), pidName, 0)
+		meta.Close()
+	}
 }
 
 // readExitRecord returns what the server pid recorded at exit; found is
 // false when it recorded nothing (killed, crashed).
 func readExitRecord(backing string, pid int) (found bool, err error) {
-	b, rerr := os.ReadFile(exitFile(backing))
+	b, rerr := readMetaFile(backing, exitName)
 	if rerr != nil {
 		return false, nil
 	}
@@ -101,7 +102,7 @@ func readExitRecord(backing string, pid int) (found bool, err error) {
 
 // readPid is the pid in a server's pid file (0 if none).
 func readPid(backing string) int {
-	b, err := os.ReadFile(pidFile(backing))
+	b, err := readMetaFile(backing, pidName)
 	if err != nil {
 		return 0
 	}
@@ -113,4 +114,14 @@ func readPid(backing string) int {
 // Type=notify unit); otherwise it does nothing.
 func sdNotify(state string) {
 	daemon.SdNotify(false, state)
+}
+
+// readMetaFile reads a small record file of the store's own directory.
+func readMetaFile(backing, name string) ([]byte, error) {
+	f, err := blockstore.OpenMetaFile(backing, name, os.O_RDONLY, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(io.LimitReader(f, recordSize))
 }
