@@ -264,6 +264,11 @@ func TestStoreLockSurvivesMetaRename(t *testing.T) {
 	if err := os.Rename(filepath.Join(backing, ".accelfs"), filepath.Join(backing, "moved")); err != nil {
 		t.Fatal(err)
 	}
+	// A fresh, empty .accelfs gets past the mount's "is this a store" check:
+	// only the lock on the backing root can refuse the second server now.
+	if err := os.Mkdir(filepath.Join(backing, ".accelfs"), 0o700); err != nil {
+		t.Fatal(err)
+	}
 	mnt := t.TempDir()
 	// Background mode: it returns either way (a foreground server that
 	// wrongly mounted would never return).
