@@ -243,7 +243,7 @@ func (s *Store) unindexed(rep *FsckReport, files map[FileID]*backingFile, idx ma
 			Detail: fmt.Sprintf("%d records (size %d) with no index entry; a mount adopts them", len(best), val.Size)})
 		bf.adopt = best
 		if repair {
-			if err := s.adoptTx(id, val, best, f); err != nil {
+			if _, err := s.putAdopted(id, val, best, f); err != nil {
 				it.Detail += "; adopting them failed: " + err.Error()
 			} else {
 				it.Repaired = true
@@ -1117,36 +1117,4 @@ func moveIndexAside(meta *os.File, timeout time.Duration) (string, error) {
 		return "", err
 	}
 	return filepath.Join(meta.Name(), name), nil
-}
-
-// adoptTx makes the records of an unindexed file durable and puts them in
-// the index with its size (fsck repair; the caller holds commitMu).
-func (s *Store) adoptTx(id FileID, val fileVal, best map[int64]entry, f *os.File) error {
-	if err := unix.Fdatasync(int(f.Fd())); err != nil {
-		return fmt.Errorf("%s: fdatasync: %w", f.Name(), ioErr(err))
-	}
-	var d statCounters
-	err := s.update(func(tx *bolt.Tx) error {
-		d = statCounters{}
-		files, blocks := tx.Bucket(bucketFiles), tx.Bucket(bucketBlocks)
-		if err := files.Put(id[:], val.marshal()); err != nil {
-			return err
-		}
-		d.Files++
-		d.addSize(0, val.Size, s.bs)
-		for b, en := range best {
-			if err := blocks.Put(blockKey(id, b), en.marshal()); err != nil {
-				return err
-			}
-			d.addEntry(&en, 1)
-		}
-		st := s.committedStats()
-		st.add(&d)
-		return tx.Bucket(bucketMeta).Put(keyStats, st.marshal())
-	})
-	if err != nil {
-		return err
-	}
-	s.addStats(&d)
-	return nil
 }

@@ -3,9 +3,12 @@ package blockstore
 import (
 	"encoding/binary"
 	"fmt"
+	"os"
+
+	bolt "go.etcd.io/bbolt"
+	"golang.org/x/sys/unix"
 
 	"github.com/accelfs/accelfs/codec"
-	bolt "go.etcd.io/bbolt"
 )
 
 // The bbolt index (docs/format.md "Index"). Three buckets:
@@ -274,4 +277,46 @@ func readIndexMeta(db *bolt.DB) (st statCounters, err error) {
 		return nil
 	})
 	return st, err
+}
+
+// putAdopted makes the records of an unindexed file durable (fdatasync of
+// f) and puts the file and its blocks in the index in one transaction,
+// stats included: the one place adoption (at open, and by fsck --repair)
+// writes the index. It adopts nothing, adopted false, when the file has an
+// index entry by then (another opener adopted it). The caller holds
+// commitMu.
+func (s *Store) putAdopted(id FileID, val fileVal, best map[int64]entry, f *os.File) (adopted bool, err error) {
+	if err := unix.Fdatasync(int(f.Fd())); err != nil {
+		return false, fmt.Errorf("%s: fdatasync: %w", f.Name(), ioErr(err))
+	}
+	var d statCounters
+	err = s.update(func(tx *bolt.Tx) error {
+		d, adopted = statCounters{}, false
+		files, blocks := tx.Bucket(bucketFiles), tx.Bucket(bucketBlocks)
+		if files.Get(id[:]) != nil {
+			return nil
+		}
+		adopted = true
+		if err := files.Put(id[:], val.marshal()); err != nil {
+			return err
+		}
+		d.Files++
+		d.addSize(0, val.Size, s.bs)
+		for b, en := range best {
+			if err := blocks.Put(blockKey(id, b), en.marshal()); err != nil {
+				return err
+			}
+			d.addEntry(&en, 1)
+		}
+		st := s.committedStats()
+		st.add(&d)
+		return tx.Bucket(bucketMeta).Put(keyStats, st.marshal())
+	})
+	if err != nil {
+		return false, err
+	}
+	if adopted {
+		s.addStats(&d)
+	}
+	return adopted, nil
 }

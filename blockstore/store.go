@@ -971,40 +971,13 @@ func (s *Store) adoptRecords(e *inode, h fileHeader, fsize int64) (*inode, error
 	if len(best) == 0 && val.Size == 0 {
 		return e, nil
 	}
-	if err := unix.Fdatasync(int(e.f.Fd())); err != nil {
-		return nil, fmt.Errorf("%s: fdatasync: %w", e.path, ioErr(err))
-	}
-	var d statCounters
-	adopted := false
-	err = s.update(func(tx *bolt.Tx) error {
-		d, adopted = statCounters{}, false
-		files, blocks := tx.Bucket(bucketFiles), tx.Bucket(bucketBlocks)
-		if files.Get(e.id[:]) != nil {
-			return nil // another opener adopted them meanwhile
-		}
-		adopted = true
-		if err := files.Put(e.id[:], val.marshal()); err != nil {
-			return err
-		}
-		d.Files++
-		d.addSize(0, val.Size, s.bs)
-		for b, en := range best {
-			if err := blocks.Put(blockKey(e.id, b), en.marshal()); err != nil {
-				return err
-			}
-			d.addEntry(&en, 1)
-		}
-		st := s.committedStats()
-		st.add(&d)
-		return tx.Bucket(bucketMeta).Put(keyStats, st.marshal())
-	})
+	adopted, err := s.putAdopted(e.id, val, best, e.f)
 	if err != nil {
 		return nil, fmt.Errorf("%s: adopt records: %w", e.path, err)
 	}
 	if !adopted {
 		return s.loadIndexed(e.id, e.f)
 	}
-	s.addStats(&d)
 	s.log.Warn("blockstore: backing file had records but no index entry; adopted them", "file", e.path, "blocks", len(best), "size", val.Size)
 	e.known = true
 	e.size, e.committedSize, e.nextGen = val.Size, val.Size, val.NextGen
