@@ -59,9 +59,9 @@ go test -exec "$qemu" "${skip[@]}" -count 1 -timeout 30m -v $pkgs >"$log" 2>&1 |
 grep -E '^(ok|FAIL|panic:)|--- FAIL' "$log" || true
 pass=$(grep -cE '^\s*--- PASS' "$log" || true)
 top=$(grep -cE '^--- PASS' "$log" || true)
-skip=$(grep -cE '^\s*--- SKIP' "$log" || true)
+nskip=$(grep -cE '^\s*--- SKIP' "$log" || true)
 fail=$(grep -cE '^\s*--- FAIL' "$log" || true)
-echo "arm64 under qemu: $pass tests passed ($top top-level, the rest subtests), $skip skipped, $fail failed"
+echo "arm64 under qemu: $pass tests passed ($top top-level, the rest subtests), $nskip skipped, $fail failed"
 if [ "$rc" != 0 ]; then
 	echo "-- arm64 go test failed (exit $rc); last lines:"
 	tail -n 60 "$log"
