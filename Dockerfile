@@ -29,7 +29,9 @@ WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
-ENV ACCELFS_TEST_STRICT=1
+# The arm64 leg (qemu) runs on the host in CI; here the point is FUSE.
+# Run it here too with -e ACCELFS_TEST_SKIP= (needs qemu-user-static).
+ENV ACCELFS_TEST_STRICT=1 ACCELFS_TEST_SKIP=arm64
 ENTRYPOINT ["./scripts/test.sh"]
 
 # ---- runtime: slim image with fuse3 and the binary

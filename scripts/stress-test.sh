@@ -14,7 +14,7 @@
 # Exit 0 when every run passed, 1 otherwise. Needs stress-ng (installed from
 # Debian when missing and root).
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 
 runs=${1:-3}
 cpus=${ACCELFS_STRESS_CPUS:-$(nproc)}

@@ -23,7 +23,7 @@
 #                                      the summary; the test image sets arm64:
 #                                      the host leg of CI runs it)
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 
 step() { printf '\n== %s\n' "$*"; }
 
