@@ -367,7 +367,10 @@ func TestGroupCommitManySmallFiles(t *testing.T) {
 	for s.Stats().Commits == 0 && time.Now().Before(deadline) {
 		time.Sleep(time.Millisecond)
 	}
-	if c := s.Stats().Commits; c > n/200 {
+	// Grouped means a handful of commits, not one per file: on a busy
+	// machine a trigger can fire while the previous group still runs, so
+	// the bound leaves room for that (one commit per file would be 600).
+	if c := s.Stats().Commits; c > n/50 {
 		t.Fatalf("%d commits for %d files: not grouped", c, n)
 	}
 	if err := s.Close(); err != nil {
