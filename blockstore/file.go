@@ -54,6 +54,7 @@ type inode struct {
 	committedSize int64
 	nextGen       uint64 // generation of the next record written
 	known         bool   // the index has a files entry for id
+	badIndex      bool   // some of id's index keys or entries did not parse (never swept: sweepFile)
 	unlinked      bool   // the last name is gone: drop the index entries at the last Close
 	touched       bool   // records written since the last fdatasync
 	// resync is set when a write of the size hint or an fdatasync of f

@@ -1005,11 +1005,13 @@ func (s *Store) loadIndexed(id FileID, f *os.File) (*inode, error) {
 			_, blk, ok := parseBlockKey(k)
 			if !ok {
 				s.log.Error("blockstore: bad index key", "file", e.path, "key", fmt.Sprintf("%x", k))
+				e.badIndex = true
 				continue
 			}
 			en, err := parseEntry(v, blk, s.bs)
 			if err != nil {
 				en = entry{bad: err}
+				e.badIndex = true
 				s.log.Error("blockstore: bad index entry", "file", e.path, "block", blk, "err", err)
 			}
 			e.committed[blk] = en

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/accelfs/accelfs/codec"
+	bolt "go.etcd.io/bbolt"
 )
 
 // openChecked opens the store in dir and, in t.Cleanup, closes it, then
@@ -229,5 +230,47 @@ func TestSweepAfterCrash(t *testing.T) {
 	if err != nil || !rep.Clean() || len(rep.Cleanups) != 0 {
 		t.Fatalf("leftovers not reclaimed at open: %v %v", err, rep)
 	}
+	s.Close()
+}
+
+// TestSweepSparesDamagedEntries: after an unclean shutdown, the first open
+// does not sweep a file whose index entry for a block is damaged: the
+// record it pointed to is what fsck --rebuild recovers the block from
+// (the sweep cannot tell that record from a leftover).
+func TestSweepSparesDamagedEntries(t *testing.T) {
+	dir := t.TempDir()
+	o := testOpts(t, 4096, codec.LZ4)
+	s := mustOpen(t, dir, o)
+	f := createFile(t, s, "a")
+	want := compressible(3*4096, 7)
+	mustWrite(t, f, want, 0)
+	if err := f.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	s.abandon() // crash: the open mark stays
+	db, err := bolt.Open(filepath.Join(dir, MetaDir, indexName), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		k, _ := tx.Bucket(bucketFiles).Cursor().First()
+		return tx.Bucket(bucketBlocks).Put(blockKey(FileID(k), 1), []byte("bad"))
+	})
+	db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s = mustOpen(t, dir, o)
+	if bf, err := os.OpenFile(filepath.Join(dir, "a"), os.O_RDWR, 0); err == nil {
+		if g, err := s.OpenFile(bf); err == nil { // the first open: the sweep runs here
+			g.Close()
+		}
+	}
+	if _, err := s.Fsck(FsckOptions{Rebuild: true}); err != nil {
+		t.Fatal(err)
+	}
+	f = openFile(t, s, "a")
+	checkContent(t, f, want)
+	f.Close()
 	s.Close()
 }

@@ -30,12 +30,19 @@ func (s *Store) markClosed() error {
 // commit in flight, so nothing is "committing") and e.mu exclusively (no
 // record is being written), so every record it punches is one nothing can
 // reach. Failures are logged: the leftovers then wait for fsck --repair.
+// A file whose index entries did not all parse is not swept: a damaged
+// entry references a record the sweep cannot recognise, and that record is
+// what fsck --rebuild recovers the block from.
 func (s *Store) sweepFile(e *inode) {
 	s.commitMu.Lock()
 	defer s.commitMu.Unlock()
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.closed {
+		return
+	}
+	if e.badIndex {
+		s.log.Warn("blockstore: not reclaiming crash leftovers of a file with damaged index entries (fsck --rebuild recovers them)", "file", e.path)
 		return
 	}
 	fi, err := e.f.Stat()
