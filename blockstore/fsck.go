@@ -3,6 +3,7 @@ package blockstore
 import (
 	"cmp"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -362,6 +363,13 @@ func (s *Store) checkHeader(rep *FsckReport, path string, size int64, repair boo
 	it := rep.problem(FsckItem{Kind: ProblemBadHeader, Path: path, Block: -1, Detail: err.Error()})
 	if !errors.Is(err, ErrCorrupt) && !errors.Is(err, ErrBadFormat) {
 		return h, false // could not read it: nothing to say about the contents
+	}
+	if headerIntact(f) {
+		// A header that passes its checksum is not damaged: it belongs to
+		// another store (block size) or format version. Rewriting it with
+		// this store's block size would misread every record after block 0.
+		it.Detail += ": the header is intact, the file belongs to another store or format: not rewritten"
+		return h, false
 	}
 	id, n, why := s.recordsID(f, size)
 	if n == 0 {
@@ -1117,4 +1125,14 @@ func moveIndexAside(meta *os.File, timeout time.Duration) (string, error) {
 		return "", err
 	}
 	return filepath.Join(meta.Name(), name), nil
+}
+
+// headerIntact reports whether f's header bytes pass their own checksum
+// (whatever the magic, version or block size they carry).
+func headerIntact(f *os.File) bool {
+	b := make([]byte, FileHeaderSize)
+	if n, _ := f.ReadAt(b, 0); n < FileHeaderSize {
+		return false
+	}
+	return binary.LittleEndian.Uint32(b[32:]) == crc32c(b[0:32])
 }

@@ -1,6 +1,7 @@
 package blockstore
 
 import (
+	"bytes"
 	"errors"
 	"os"
 	"path/filepath"
@@ -273,4 +274,36 @@ func TestSweepSparesDamagedEntries(t *testing.T) {
 	checkContent(t, f, want)
 	f.Close()
 	s.Close()
+}
+
+// TestRepairLeavesForeignHeader: a backing file copied in from a store with
+// another block size has an intact header that is not this store's: repair
+// reports it and leaves the file exactly as it is (rewriting the header
+// with this store's block size would misread its records and punch them).
+func TestRepairLeavesForeignHeader(t *testing.T) {
+	src, dst := t.TempDir(), t.TempDir()
+	s := mustOpen(t, src, testOpts(t, 4096, codec.LZ4))
+	f := createFile(t, s, "a")
+	mustWrite(t, f, compressible(5*4096, 3), 0)
+	f.Close()
+	s.Close()
+	orig, err := os.ReadFile(filepath.Join(src, "a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := mustOpen(t, dst, testOpts(t, 8192, codec.LZ4))
+	defer d.Close()
+	if err := os.WriteFile(filepath.Join(dst, "a"), orig, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := d.Fsck(FsckOptions{Repair: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Clean() || rep.Lost() {
+		t.Fatalf("repair of a foreign file: clean=%v lost=%v\n%v", rep.Clean(), rep.Lost(), rep)
+	}
+	if now, _ := os.ReadFile(filepath.Join(dst, "a")); !bytes.Equal(now, orig) {
+		t.Fatal("repair changed a backing file that belongs to another store")
+	}
 }
