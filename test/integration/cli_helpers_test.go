@@ -141,7 +141,9 @@ func startForeground(t *testing.T, backing, mnt string, extra ...string) (*exec.
 // parents are 0700), owned by uid.
 func publicDir(t *testing.T, uid int) string {
 	t.Helper()
-	d, err := os.MkdirTemp("", "accelfs-cli-")
+	// Not under $TMPDIR: scripts/test.sh makes that a private 0700
+	// directory, which uid could not traverse to reach the binary.
+	d, err := os.MkdirTemp("/tmp", "accelfs-cli-")
 	if err != nil {
 		t.Fatal(err)
 	}
