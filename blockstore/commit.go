@@ -57,6 +57,7 @@ func (s *Store) commitGroup(ctx context.Context, only *inode, background bool) e
 	g.lockAll()
 	g.snapshotGroup(ctx)
 	if len(g.work) == 0 && len(g.drops) == 0 {
+		g.noteFailed(background) // e.g. a failed resync of the only file
 		s.releaseIdle(group)
 		g.unlockAll()
 		return g.result(background)
@@ -337,16 +338,25 @@ func (g *commitRun) applyGroup(txErr error, background bool) {
 			e.forgetDropped()
 		}
 	}
-	if background {
-		for e, err := range g.failed {
-			if !g.noted[e] && !errors.Is(err, ErrInterrupted) {
-				e.noteErr(err)
-			}
-		}
-	}
+	g.noteFailed(background)
 	s.releaseIdle(g.group)
 	if !s.budget.below(s.budget.limit / 2) {
 		s.kickPressure() // blocks that waited for a free slot can go out now
+	}
+}
+
+// noteFailed records, for a background commit (no caller waits), each
+// failure of a file left out of the group for that file's handles (noteErr),
+// unless the stage that failed recorded it already. Caller holds all inode
+// locks.
+func (g *commitRun) noteFailed(background bool) {
+	if !background {
+		return
+	}
+	for e, err := range g.failed {
+		if !g.noted[e] && !errors.Is(err, ErrInterrupted) {
+			e.noteErr(err)
+		}
 	}
 }
 

@@ -321,3 +321,35 @@ func TestFaultErrorsPerHandle(t *testing.T) {
 	a.Close()
 	b.Close()
 }
+
+// A background commit in which the only file's resync (the rewrite after a
+// failed fdatasync) fails still records that failure for the file's
+// handles: it used to return early, before the step that records it, when
+// no other file was in the group.
+func TestFaultResyncFailureAloneIsReported(t *testing.T) {
+	dir := t.TempDir()
+	bs := 4096
+	s := mustOpen(t, dir, testOpts(t, bs, codec.LZ4))
+	f := createFile(t, s, "a")
+	path := filepath.Join(dir, "a")
+	var on atomic.Bool
+	on.Store(true)
+	s.hooks = failPath("sync", path, syscall.EIO, &on)
+	mustWrite(t, f, compressible(bs, 1), 0)
+	s.backgroundCommit() // fdatasync fails: the records must be rewritten (resync)
+	if err := f.Flush(); err == nil {
+		t.Fatal("the failed fdatasync was not reported")
+	}
+	s.hooks = failPath("write", path, syscall.EIO, &on)
+	s.backgroundCommit() // the resync's rewrite fails; nothing else to commit
+	if err := f.Flush(); err == nil {
+		t.Error("the failed resync was not reported to the file's handle")
+	}
+	on.Store(false)
+	if err := f.Close(); err != nil {
+		t.Fatalf("close once the fault is gone: %v", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
