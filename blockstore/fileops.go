@@ -41,6 +41,9 @@ func (f *File) ID() FileID { return f.e.id }
 // (a failed background commit or write-out of this file's data).
 func (f *File) Flush() error { return f.FlushReport(&f.errs) }
 
+// FlushContext is Flush honouring ctx (see FlushReportContext).
+func (f *File) FlushContext(ctx context.Context) error { return f.FlushReportContext(ctx, &f.errs) }
+
 // FlushReport is Flush reporting the failures not yet reported through c
 // instead of this handle's own cursor: a caller that serves several users
 // through one File (fs: one FUSE handle each) gives each its cursor, so
