@@ -296,3 +296,38 @@ func TestCancelAllocate(t *testing.T) {
 	wantCanceled(t, "allocate", <-allocated)
 	checkStore(t, s, f, c, dir, want)
 }
+
+// TestCancelSyncQueued: a Sync waiting for the commit lock, held by
+// another file's Sync blocked in the compressor, returns on interrupt
+// without waiting for that commit, and commits nothing of its file.
+func TestCancelSyncQueued(t *testing.T) {
+	dir := t.TempDir()
+	s, c := cancelStore(t, dir)
+	a, b := createFile(t, s, "a"), createFile(t, s, "b")
+	wantA, wantB := compressible(5000, 5), compressible(7000, 6)
+	mustWrite(t, a, wantA, 0)
+	mustWrite(t, b, wantB, 0)
+	c.set(blockCompress)
+	ctxA, stopA := context.WithCancel(context.Background())
+	defer stopA()
+	syncedA := make(chan error, 1)
+	go func() { syncedA <- a.SyncReportContext(ctxA, a.NewErrCursor()) }()
+	c.waitEntered(t) // a's Sync holds the commit lock
+	err := runCancelled(t, func(ctx context.Context) error { return b.SyncReportContext(ctx, b.NewErrCursor()) }, func() {})
+	wantCanceled(t, "queued sync", err)
+	if b.e.dirtyBytes() == 0 {
+		t.Fatal("the interrupted Sync wrote b's blocks out")
+	}
+	stopA()
+	wantCanceled(t, "sync", <-syncedA)
+	c.set(passAll)
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	checkStore(t, s, a, c, dir, wantA)
+	s2, _ := cancelStore(t, dir)
+	defer s2.Close()
+	f := openFile(t, s2, "b")
+	defer f.Close()
+	checkContent(t, f, wantB)
+}

@@ -95,12 +95,12 @@
 //     punch loads every block it must read before changing anything, an
 //     interrupted Sync commits nothing of the file. (A WriteAtContext
 //     interrupted after its first write step returns the short count of
-//     the steps it applied.) Interruptible are the
-//     waits for dirty-cache space and for the Compressor; not the content
-//     lock (a sync.RWMutex), the commit lock a Sync queues on, Close (its
-//     caller, FUSE RELEASE, cannot be interrupted) or the retry of stuck
-//     blocks while waiting for space (an interrupted retry would count as
-//     a failure and drop them).
+//     the steps it applied.) Interruptible are the waits for dirty-cache
+//     space, for the Compressor and for the commit lock (a Sync queued
+//     behind a commit group); not the content lock (a sync.RWMutex), Close
+//     (its caller, FUSE RELEASE, cannot be interrupted) or the retry of
+//     stuck blocks while waiting for space (an interrupted retry would
+//     count as a failure and drop them).
 //   - Index: the bbolt database in .accelfs/index.db (files, blocks,
 //     aggregate stats). It is a cache of what the records say and can be
 //     rebuilt from the backing files (RebuildIndex).

@@ -92,8 +92,8 @@ func (f *File) SyncReport(c *ErrCursor) error {
 // ErrInterrupted and ctx.Err(), the blocks stay dirty and nothing of the
 // file is committed by this call (the next commit takes it all). Once the
 // blocks are written the commit runs to its end (fdatasync and the index
-// transaction are not interrupted half-way). Waiting for a commit already
-// running (the store's commit lock) is not interruptible.
+// transaction are not interrupted half-way). The wait for a commit
+// already running (the store's commit lock) is interruptible too.
 func (f *File) SyncReportContext(ctx context.Context, c *ErrCursor) error {
 	if err := f.check(); err != nil {
 		return err
