@@ -45,7 +45,9 @@ func (s *Store) commit(ctx context.Context, only *inode) error {
 // recordGroup (one bbolt transaction), applyGroup (all inode locks:
 // committing -> committed, or given back to pending).
 func (s *Store) commitGroup(ctx context.Context, only *inode, background bool) error {
-	s.commitMu.Lock()
+	if err := s.commitMu.LockContext(ctx); err != nil {
+		return fmt.Errorf("%s: waiting for the commit in progress: %w: %w", s.dir, ErrInterrupted, err)
+	}
 	defer s.commitMu.Unlock()
 	s.groups.Add(1)
 	group, err := s.gather(only)

@@ -86,6 +86,21 @@
 //   - Lost range: a byte range a repair or rebuild gave up (FsckItem.Lost).
 //   - Unindexed file: a backing file with records and no index entry; Open
 //     and fsck --repair adopt its records, never punch them.
+//   - Interrupt: the end of the context given to a waiting File call
+//     (ReadAtContext, WriteAtContext, FlushReportContext, SyncReportContext,
+//     TruncateContext, PunchHoleContext, AllocateContext; fs passes the
+//     FUSE request's context, which ends on FUSE_INTERRUPT). The call
+//     returns an error wrapping ErrInterrupted and ctx.Err() (EINTR) and
+//     leaves the file as before it: dirty blocks stay dirty, a truncate or
+//     punch loads every block it must read before changing anything, an
+//     interrupted Sync commits nothing of the file. (A WriteAtContext
+//     interrupted after its first write step returns the short count of
+//     the steps it applied.) Interruptible are the waits for dirty-cache
+//     space, for the Compressor and for the commit lock (a Sync queued
+//     behind a commit group); not the content lock (a sync.RWMutex), Close
+//     (its caller, FUSE RELEASE, cannot be interrupted) or the retry of
+//     stuck blocks while waiting for space (an interrupted retry would
+//     count as a failure and drop them).
 //   - Index: the bbolt database in .accelfs/index.db (files, blocks,
 //     aggregate stats). It is a cache of what the records say and can be
 //     rebuilt from the backing files (RebuildIndex).

@@ -144,6 +144,8 @@ func (s *Store) reclaimStuck() int64 {
 		e.mu.Lock()
 		if !e.closed && len(e.stuck) > 0 {
 			before := e.dirtyBytes()
+			// Not the waiter's context: an interrupted retry would
+			// read as a failure below and drop the blocks.
 			if err := e.retryStuck(context.Background()); err != nil {
 				s.budget.release(e.dropStuck())
 			}

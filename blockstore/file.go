@@ -403,6 +403,10 @@ func (e *inode) writeOut(ctx context.Context, blocks []int64) error {
 	}
 	if len(jobs) > 0 {
 		if err := s.comp.Run(ctx, jobs); err != nil {
+			// The blocks stay dirty, unchanged: nothing was written.
+			for _, j := range jobs {
+				s.putBuf(j.Dst)
+			}
 			return fmt.Errorf("%s: write-out: %w: %w", e.path, ErrInterrupted, err)
 		}
 	}

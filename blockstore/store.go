@@ -123,8 +123,9 @@ type Store struct {
 
 	// commitMu serializes commit groups, fsck and Close: it protects the
 	// committed state in the index and the committed maps of inodes (which
-	// change only while it is held, together with the inode's mu).
-	commitMu sync.Mutex
+	// change only while it is held, together with the inode's mu). A
+	// ctxMutex: a Sync waits for it with its context.
+	commitMu ctxMutex
 	// stats is the committed aggregate (as in the index); guarded by commitMu
 	// for writes, statsMu for reads.
 	statsMu sync.Mutex

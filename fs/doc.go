@@ -20,6 +20,11 @@
 //     a descriptor opened for writing report a failure once; the close(2)
 //     of a read-only descriptor reports none (another writer's ENOSPC is
 //     not the reader's).
+//   - interrupt: go-fuse ends an operation's context when the kernel sends
+//     FUSE_INTERRUPT (a signal to the waiting process). Read, write, flush,
+//     fsync, fallocate and setattr's truncate pass it to the blockstore
+//     call, which then stops waiting and changes nothing; the answer is
+//     EINTR (errno.go). Release has nobody to interrupt it.
 //   - data change time: a truncate that changes the size moves mtime and
 //     ctime at once (the backing file changes only at the next commit,
 //     which keeps its mtime), like a write.

@@ -12,6 +12,10 @@ import (
 // errnoTable maps blockstore's sentinel errors to errnos. Entries are tested
 // in order with errors.Is; the first match wins. loud marks the errors that
 // are also logged (the user only sees the errno, the log keeps the cause).
+// Sentinels not listed (blockstore's open-time errors, every accel/session
+// error: an engine failure the compressor could not recover from) are EIO
+// and logged, by toErrno's last rule; errno_test.go checks every sentinel
+// of both packages.
 var errnoTable = []struct {
 	err   error
 	errno syscall.Errno
@@ -26,6 +30,7 @@ var errnoTable = []struct {
 	{blockstore.ErrInvalid, syscall.EINVAL, false},
 	{blockstore.ErrNoData, syscall.ENXIO, false},
 	{blockstore.ErrBusy, syscall.EBUSY, false},
+	{blockstore.ErrReadOnly, syscall.EROFS, false},
 	{blockstore.ErrBadFormat, syscall.EIO, true},
 	{blockstore.ErrClosed, syscall.EIO, true},
 	{blockstore.ErrLocked, syscall.EIO, true},

@@ -54,17 +54,24 @@ func (h *handle) Write(ctx context.Context, data []byte, off int64) (uint32, sys
 // written so that errors reach close(2) of a descriptor that wrote. A
 // read-only descriptor has nothing of its own to write, and close(2) of
 // it must not fail with another writer's ENOSPC or EFBIG (cat, cmp, tar).
+// ctx ends on a FUSE interrupt (a signal to the closing process): the
+// write-out stops with EINTR and the blocks stay dirty for the next
+// commit.
 func (h *handle) Flush(ctx context.Context) syscall.Errno {
 	if !h.writable {
 		return 0
 	}
-	return h.n.errno("flush", "", h.of.file.FlushReport(h.errs))
+	return h.n.errno("flush", "", h.of.file.FlushReportContext(ctx, h.errs))
 }
 
 func (h *handle) Fsync(ctx context.Context, flags uint32) syscall.Errno {
-	return h.n.errno("fsync", "", h.of.file.SyncReport(h.errs))
+	return h.n.errno("fsync", "", h.of.file.SyncReportContext(ctx, h.errs))
 }
 
+// Release drops the handle; the last one closes the blockstore file,
+// writing out what is still dirty. It ignores ctx: the kernel sends
+// RELEASE without waiting for it and never interrupts it (see
+// blockstore.File.Close).
 func (h *handle) Release(ctx context.Context) syscall.Errno {
 	var err error
 	h.once.Do(func() { err = h.n.release(h.of) })
@@ -95,11 +102,11 @@ func (h *handle) Allocate(ctx context.Context, off uint64, size uint64, mode uin
 	var err error
 	switch mode {
 	case 0:
-		err = h.of.file.Allocate(int64(off), int64(size), false)
+		err = h.of.file.AllocateContext(ctx, int64(off), int64(size), false)
 	case unix.FALLOC_FL_KEEP_SIZE:
-		err = h.of.file.Allocate(int64(off), int64(size), true)
+		err = h.of.file.AllocateContext(ctx, int64(off), int64(size), true)
 	case unix.FALLOC_FL_KEEP_SIZE | unix.FALLOC_FL_PUNCH_HOLE:
-		err = h.of.file.PunchHole(int64(off), int64(size))
+		err = h.of.file.PunchHoleContext(ctx, int64(off), int64(size))
 	default:
 		return syscall.EOPNOTSUPP
 	}

@@ -62,7 +62,7 @@ func (n *Node) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut
 
 func (n *Node) Setattr(ctx context.Context, f gofs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
 	if sz, ok := in.GetSize(); ok {
-		if errno := n.truncate(f, int64(sz)); errno != 0 {
+		if errno := n.truncate(ctx, int64(sz)); errno != 0 {
 			return errno
 		}
 	}
@@ -95,7 +95,7 @@ func (n *Node) Setattr(ctx context.Context, f gofs.FileHandle, in *fuse.SetAttrI
 	if mok || aok {
 		// Write out pending blocks first: writing them later would move
 		// the backing mtime past the one set here.
-		if errno := n.flushOpen(); errno != 0 {
+		if errno := n.flushOpen(ctx); errno != 0 {
 			return errno
 		}
 		if err := t.utimes([]unix.Timespec{timespec(at, aok), timespec(mt, mok)}); err != nil {
@@ -112,13 +112,14 @@ func (n *Node) Setattr(ctx context.Context, f gofs.FileHandle, in *fuse.SetAttrI
 	return n.Getattr(ctx, f, out)
 }
 
-// truncate sets the logical size, through the handle when there is one.
+// truncate sets the logical size; ctx ends on a FUSE interrupt (EINTR,
+// and then the size and data are as before).
 // A size change is a change of the data: it moves mtime and ctime now
 // (POSIX truncate; the backing file itself changes only at the next
 // commit, and then keeps its mtime). Truncating to the same size moves
 // nothing here, as on ext4; ftruncate(2) and open(O_TRUNC) also carry
 // an mtime, which Setattr applies.
-func (n *Node) truncate(f gofs.FileHandle, size int64) syscall.Errno {
+func (n *Node) truncate(ctx context.Context, size int64) syscall.Errno {
 	if !n.isRegular() {
 		return syscall.EINVAL
 	}
@@ -128,7 +129,7 @@ func (n *Node) truncate(f gofs.FileHandle, size int64) syscall.Errno {
 	}
 	defer n.release(of)
 	old := of.file.Size()
-	if err := of.file.Truncate(size); err != nil {
+	if err := of.file.TruncateContext(ctx, size); err != nil {
 		return n.errno("truncate", "", err)
 	}
 	if old != size {
@@ -149,13 +150,13 @@ func (n *Node) touchData(of *openFile) {
 }
 
 // flushOpen writes the dirty blocks of an open regular file.
-func (n *Node) flushOpen() syscall.Errno {
+func (n *Node) flushOpen(ctx context.Context) syscall.Errno {
 	of := n.holdOpen()
 	if of == nil {
 		return 0
 	}
 	defer n.release(of)
-	return n.errno("flush", "", of.file.Flush())
+	return n.errno("flush", "", of.file.FlushContext(ctx))
 }
 
 func (n *Node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
@@ -260,7 +261,7 @@ func (n *Node) createExisting(ctx context.Context, dirfd int, name string, flags
 	}
 	fh, fl, errno := cn.node().Open(ctx, flags)
 	if errno == 0 && flags&syscall.O_TRUNC != 0 {
-		errno = cn.node().truncate(fh, 0)
+		errno = cn.node().truncate(ctx, 0)
 		out.Attr.Size = 0
 	}
 	return ch, fh, fl, errno
