@@ -44,6 +44,9 @@ func TestCLIMountErrorsAsUser(t *testing.T) {
 		}
 		cmd := exec.Command(bin, args...)
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody}}
+		// The user's own temp dir (--accel emu keeps its device tree there):
+		// scripts/test.sh's $TMPDIR is root's, 0700.
+		cmd.Env = append(os.Environ(), "TMPDIR="+dir)
 		out, _ := cmd.CombinedOutput()
 		code := cmd.ProcessState.ExitCode()
 		codes[mode] = code
