@@ -93,13 +93,8 @@ func (l *Layer) Run(ctx context.Context, jobs []*Job) error {
 	}
 	var runErr error
 	for i, j := range jobs {
-		dir := Compress
-		if j.Decompress {
-			dir = Decompress
-		}
-		s, err := l.SessionFor(j.Algo, j.Level, dir)
+		s, err := l.prepare(j)
 		if err == nil {
-			j.req = Request{Src: j.Src, Dst: j.Dst, RawLen: j.RawLen}
 			jj := j
 			err = s.Submit(ctx, &j.req, func(r *Request) {
 				jj.Out, jj.Err, jj.Engine = r.Out, r.Err, r.Engine
@@ -142,13 +137,8 @@ func (l *Layer) Run(ctx context.Context, jobs []*Job) error {
 // (Session.Do), instead of parking at once on an async completion. Batches
 // of several blocks stay async: they are waited for as a whole.
 func (l *Layer) runOne(ctx context.Context, j *Job) error {
-	dir := Compress
-	if j.Decompress {
-		dir = Decompress
-	}
-	s, err := l.SessionFor(j.Algo, j.Level, dir)
+	s, err := l.prepare(j)
 	if err == nil {
-		j.req = Request{Src: j.Src, Dst: j.Dst, RawLen: j.RawLen}
 		err = s.Do(ctx, &j.req)
 		if j.req.Err != nil || err == nil { // completed (well or not)
 			j.Out, j.Err, j.Engine = j.req.Out, j.req.Err, j.req.Engine
@@ -161,4 +151,19 @@ func (l *Layer) runOne(ctx context.Context, j *Job) error {
 		return err
 	}
 	return nil
+}
+
+// prepare finds the session for j's algorithm, level and direction and
+// fills j's request from it (Run and runOne submit j.req).
+func (l *Layer) prepare(j *Job) (*Session, error) {
+	dir := Compress
+	if j.Decompress {
+		dir = Decompress
+	}
+	s, err := l.SessionFor(j.Algo, j.Level, dir)
+	if err != nil {
+		return nil, err
+	}
+	j.req = Request{Src: j.Src, Dst: j.Dst, RawLen: j.RawLen}
+	return s, nil
 }
