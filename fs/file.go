@@ -54,14 +54,17 @@ func (h *handle) Write(ctx context.Context, data []byte, off int64) (uint32, sys
 // written so that errors reach close(2) of a descriptor that wrote. A
 // read-only descriptor has nothing of its own to write, and close(2) of
 // it must not fail with another writer's ENOSPC or EFBIG (cat, cmp, tar).
-// ctx ends on a FUSE interrupt (a signal to the closing process): the
-// write-out stops with EINTR and the blocks stay dirty for the next
-// commit.
+// A FUSE interrupt does not stop it (context.WithoutCancel): the kernel
+// sends one for any signal, Go's preemption signal included, and an EINTR
+// from close(2) is an error the caller cannot retry (the descriptor is
+// gone), so cp, tar or a Go program would report a failed close on a
+// harmless signal (seen: posixtest DirectIO). The write-out is bounded
+// (faults fail, they do not wait forever), so close(2) ends anyway.
 func (h *handle) Flush(ctx context.Context) syscall.Errno {
 	if !h.writable {
 		return 0
 	}
-	return h.n.errno("flush", "", h.of.file.FlushReportContext(ctx, h.errs))
+	return h.n.errno("flush", "", h.of.file.FlushReportContext(context.WithoutCancel(ctx), h.errs))
 }
 
 func (h *handle) Fsync(ctx context.Context, flags uint32) syscall.Errno {

@@ -149,14 +149,17 @@ func (n *Node) touchData(of *openFile) {
 	}
 }
 
-// flushOpen writes the dirty blocks of an open regular file.
+// flushOpen writes the dirty blocks of an open regular file (before a
+// utimes, so the commit's own writes do not move the time set). Like
+// handle.Flush it is not stopped by an interrupt: a harmless signal must
+// not fail the utimes.
 func (n *Node) flushOpen(ctx context.Context) syscall.Errno {
 	of := n.holdOpen()
 	if of == nil {
 		return 0
 	}
 	defer n.release(of)
-	return n.errno("flush", "", of.file.FlushContext(ctx))
+	return n.errno("flush", "", of.file.FlushContext(context.WithoutCancel(ctx)))
 }
 
 func (n *Node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
